@@ -1,0 +1,1 @@
+"""Channels and providers: the protocol every provider implements, and the providers."""

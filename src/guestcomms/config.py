@@ -1,0 +1,140 @@
+"""Settings: one pydantic-settings model read from ``GUESTCOMMS_*`` variables and a TOML file.
+
+Precedence, highest first: keyword arguments, environment variables, the TOML file named by
+``GUESTCOMMS_CONFIG_FILE`` (if any), defaults. :func:`load_settings` turns a validation failure
+into a one-line :class:`~guestcomms.errors.ConfigError` naming the setting.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from guestcomms.errors import ConfigError
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/guestcomms.db"
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - refused in production
+
+
+class Environment(StrEnum):
+    """Where the process runs; production refuses insecure defaults."""
+
+    DEV = "dev"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class SmtpSecurity(StrEnum):
+    """How the SMTP connection is protected."""
+
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"  # implicit TLS, usually port 465
+
+
+class Settings(BaseSettings):
+    """Every knob guestcomms reads. Field names map to ``GUESTCOMMS_<NAME>`` variables."""
+
+    model_config = SettingsConfigDict(env_prefix="GUESTCOMMS_", extra="forbid")
+
+    environment: Environment = Environment.DEV
+    database_url: str = DEFAULT_DATABASE_URL
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    # email
+    smtp_host: str | None = None  # none configured -> the dev outbox provider
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_security: SmtpSecurity = SmtpSecurity.NONE
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0)
+    smtp_pool_size: int = Field(default=8, ge=1, le=256)
+    smtp_validate_certs: bool = True
+    email_from: str = "Guestcomms <noreply@guestcomms.localhost>"
+    email_reply_to: str | None = None
+    message_id_domain: str | None = None  # defaults to the From address's domain
+
+    # worker and queue
+    worker_concurrency: int = Field(default=32, ge=1, le=1024)
+    batch_size: int = Field(default=200, ge=1, le=5000)
+    lease_seconds: float = Field(default=60.0, gt=0)
+    poll_interval_seconds: float = Field(default=1.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    retry_base_seconds: float = Field(default=2.0, gt=0)
+    retry_max_seconds: float = Field(default=3600.0, gt=0)
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+
+    # API
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_recipients_per_message: int = Field(default=100_000, ge=1)
+    default_page_size: int = Field(default=50, ge=1, le=1000)
+    max_page_size: int = Field(default=500, ge=1, le=10_000)
+    default_phone_region: str | None = None  # e.g. "GB" to accept national numbers
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                f"(got {value.split('://')[0]!r})"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _production_is_safe(self) -> Settings:
+        if (
+            self.environment is Environment.PRODUCTION
+            and self.secret_key.get_secret_value() == DEV_SECRET_KEY
+        ):
+            raise ValueError("secret_key must be set in production (GUESTCOMMS_SECRET_KEY)")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the store is the embedded SQLite database."""
+        return self.database_url.startswith("sqlite")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Add the optional TOML file below the environment."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        toml_path = os.environ.get("GUESTCOMMS_CONFIG_FILE")
+        if toml_path:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml_path)))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings; raise ``ConfigError`` with one line naming the bad setting."""
+    toml_path = os.environ.get("GUESTCOMMS_CONFIG_FILE")
+    if toml_path and not Path(toml_path).is_file():
+        raise ConfigError(f"GUESTCOMMS_CONFIG_FILE: no such file: {toml_path}")
+    try:
+        return Settings(**overrides)
+    except ValidationError as e:
+        first = e.errors()[0]
+        name = ".".join(str(p) for p in first["loc"]) or "settings"
+        env_name = f"GUESTCOMMS_{name.upper()}" if first["loc"] else name
+        raise ConfigError(f"invalid setting {env_name}: {first['msg']}") from e
+    except ValueError as e:  # a TOML file that does not parse
+        raise ConfigError(f"invalid configuration file {toml_path}: {e}") from e

@@ -1,0 +1,1 @@
+"""Guests and vendors: the people messages are sent to."""

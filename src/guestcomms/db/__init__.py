@@ -1,0 +1,1 @@
+"""Persistence: the declarative base, engine and sessions, the queue's SQL, migrations."""

@@ -1,0 +1,1 @@
+"""Send requests (messages), their deliveries (the queue) and delivery history."""

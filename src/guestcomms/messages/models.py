@@ -1,0 +1,113 @@
+"""Message, Delivery (the unit of work: the queue row), DeliveryEvent and IdempotencyRecord."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guestcomms.db.base import Base
+from guestcomms.domain.clock import utc_now
+from guestcomms.domain.enums import CLAIMABLE
+
+_CLAIMABLE_SQL = "status IN (" + ", ".join(f"'{s.value}'" for s in CLAIMABLE) + ")"
+
+
+class Message(Base):
+    """One send request: a template to some recipients on one channel."""
+
+    __tablename__ = "messages"
+    __table_args__ = (Index("ix_messages_org_id", "organization_id", "id"),)
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    template_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("templates.id"))
+    template_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("template_versions.id"))
+    channel: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[int] = mapped_column(SmallInteger)
+    send_at: Mapped[datetime]
+    status: Mapped[str] = mapped_column(String(20))
+    variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    recipient_count: Mapped[int] = mapped_column(default=0)
+    cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Delivery(Base):
+    """One recipient x one channel: the queue row, claimed under a lease by a worker."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        Index(
+            "ix_deliveries_claim",
+            "priority",
+            "send_at",
+            sqlite_where=text(_CLAIMABLE_SQL),
+            postgresql_where=text(_CLAIMABLE_SQL),
+        ),
+        Index(
+            "ix_deliveries_lease",
+            "lease_until",
+            sqlite_where=text("status = 'sending'"),
+            postgresql_where=text("status = 'sending'"),
+        ),
+        Index("ix_deliveries_message", "message_id", "id"),
+        Index("ix_deliveries_org_status", "organization_id", "status"),
+        UniqueConstraint("idempotency_key", name="uq_deliveries_idempotency_key"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    priority: Mapped[int] = mapped_column(SmallInteger)
+    send_at: Mapped[datetime]
+    attempts: Mapped[int] = mapped_column(default=0)
+    lease_token: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    lease_until: Mapped[datetime | None] = mapped_column(default=None)
+    provider: Mapped[str | None] = mapped_column(String(50), default=None)
+    provider_message_id: Mapped[str | None] = mapped_column(String(255), default=None)
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    template_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("template_versions.id"))
+    variables: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    updated_at: Mapped[datetime] = mapped_column(default=utc_now)
+
+
+class DeliveryEvent(Base):
+    """Append-only history of one delivery."""
+
+    __tablename__ = "delivery_events"
+    __table_args__ = (Index("ix_delivery_events_delivery", "delivery_id", "id"),)
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    delivery_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("deliveries.id", ondelete="CASCADE")
+    )
+    type: Mapped[str] = mapped_column(String(30))
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class IdempotencyRecord(Base):
+    """The first response to a POST made with an Idempotency-Key, replayed for repeats."""
+
+    __tablename__ = "idempotency_records"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "key", name="uq_idempotency_records_org_key"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    key: Mapped[str] = mapped_column(String(255))
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int]
+    response: Mapped[dict[str, Any]] = mapped_column(JSON)

@@ -1,0 +1,35 @@
+"""Organization (a tenant) and ApiKey (a hashed secret with a visible prefix and scopes)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guestcomms.db.base import Base
+
+
+class Organization(Base):
+    """A tenant: every other row belongs to exactly one."""
+
+    __tablename__ = "organizations"
+
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+
+
+class ApiKey(Base):
+    """An API key: only ``prefix`` and the SHA-256 of the secret are stored."""
+
+    __tablename__ = "api_keys"
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(200), default="")
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    last_used_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -1,0 +1,29 @@
+"""OutboxMessage: one rendered email kept by the dev outbox instead of being sent."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guestcomms.db.base import Base
+
+
+class OutboxMessage(Base):
+    """A message the dev outbox provider accepted, as the guest would have received it."""
+
+    __tablename__ = "outbox_messages"
+    __table_args__ = (Index("ix_outbox_messages_org_id", "organization_id", "id"),)
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    delivery_id: Mapped[uuid.UUID] = mapped_column(index=True)
+    channel: Mapped[str] = mapped_column(String(20))
+    message_id_header: Mapped[str] = mapped_column(String(255))
+    sender: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(Text, default="")
+    text: Mapped[str | None] = mapped_column(Text, default=None)
+    html: Mapped[str | None] = mapped_column(Text, default=None)
