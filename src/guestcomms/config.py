@@ -89,7 +89,7 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError(
                 "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
-                f"(got {value.split('://')[0]!r})"
+                f"(got {value.split('://', maxsplit=1)[0]!r})"
             )
         return value
 

@@ -89,9 +89,7 @@ class DeliveryEvent(Base):
     organization_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE")
     )
-    delivery_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("deliveries.id", ondelete="CASCADE")
-    )
+    delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(30))
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
 

@@ -1,0 +1,1 @@
+"""HTTP plumbing shared by every resource: auth, sessions, problem+json errors, health."""

@@ -1,0 +1,135 @@
+"""Composition root: every dependency is built here, from settings, and nowhere else.
+
+``create_app`` builds the HTTP API; ``create_worker`` builds the send loop; ``build_providers``
+picks the providers. Nothing does I/O at import time. ``guestcomms serve`` runs both in one
+process (the embedded default); production runs ``api`` and ``worker`` processes separately.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from guestcomms import __version__
+from guestcomms.api import health
+from guestcomms.api.limits import BodySizeLimitMiddleware
+from guestcomms.api.problems import install_problem_handlers
+from guestcomms.api.runtime import Runtime
+from guestcomms.channels.base import Provider
+from guestcomms.channels.outbox import OutboxProvider
+from guestcomms.channels.smtp import SmtpProvider
+from guestcomms.config import Settings
+from guestcomms.contacts import routes as contacts_routes
+from guestcomms.db.engine import create_engine, create_session_factory
+from guestcomms.db.notify import listen_for_wakeups
+from guestcomms.domain.enums import Channel
+from guestcomms.domain.retry import RetryPolicy
+from guestcomms.engine.composer import Composer
+from guestcomms.engine.worker import Worker
+from guestcomms.messages import routes as messages_routes
+from guestcomms.outbox import routes as outbox_routes
+from guestcomms.templates import routes as templates_routes
+from guestcomms.web import pages
+
+
+def build_providers(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> dict[str, Provider]:
+    """One provider per channel: SMTP when a host is configured, else the dev outbox."""
+    email: Provider
+    if settings.smtp_host:
+        email = SmtpProvider.from_settings(settings)
+    else:
+        email = OutboxProvider(session_factory=sessions)
+    return {Channel.EMAIL.value: email}
+
+
+def create_worker(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    wake: asyncio.Event | None = None,
+) -> Worker:
+    """The send loop, on its own engine unless one is shared (``serve``).
+
+    Use it as ``async with create_worker(settings) as worker`` (or call ``run``), so its
+    providers are started and its connections closed.
+    """
+    owned = None if engine is not None else create_engine(settings.database_url)
+    sessions = create_session_factory(engine or owned)  # type: ignore[arg-type]
+    return Worker(
+        session_factory=sessions,
+        providers=build_providers(settings, sessions),
+        composer=Composer(
+            sender=settings.email_from,
+            reply_to=settings.email_reply_to,
+            message_id_domain=settings.message_id_domain,
+        ),
+        retry_policy=RetryPolicy(
+            max_attempts=settings.max_attempts,
+            base_delay_seconds=settings.retry_base_seconds,
+            max_delay_seconds=settings.retry_max_seconds,
+        ),
+        batch_size=settings.batch_size,
+        lease_seconds=settings.lease_seconds,
+        poll_interval_seconds=settings.poll_interval_seconds,
+        shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        wake=wake,
+        owned_engine=owned,
+    )
+
+
+async def run_worker(worker: Worker, settings: Settings) -> None:
+    """Run ``worker`` until it is stopped, woken by PostgreSQL notifications when available."""
+    stop_listening = await listen_for_wakeups(settings.database_url, worker.wake.set)
+    try:
+        await worker.run()
+    finally:
+        if stop_listening is not None:
+            await stop_listening()
+
+
+def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
+    """The HTTP API. With ``embedded_worker`` the app also runs a worker in its lifespan."""
+    engine = create_engine(settings.database_url)
+    runtime = Runtime(settings=settings, engine=engine, sessions=create_session_factory(engine))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        worker_task: asyncio.Task[None] | None = None
+        worker: Worker | None = None
+        if embedded_worker:
+            worker = create_worker(settings, engine=engine)
+            runtime.wake_workers = worker.wake.set
+            worker_task = asyncio.create_task(run_worker(worker, settings))
+        try:
+            yield
+        finally:
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                await worker_task
+            await engine.dispose()
+
+    app = FastAPI(
+        title="guestcomms",
+        version=__version__,
+        summary="Guest communications for weddings and events: email today, more channels soon.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
+    for router in (
+        health.router,
+        contacts_routes.router,
+        templates_routes.router,
+        messages_routes.router,
+        outbox_routes.router,
+        pages.router,
+    ):
+        app.include_router(router)
+    return app

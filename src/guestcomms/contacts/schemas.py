@@ -1,0 +1,92 @@
+"""API shapes for contacts. Unknown fields are refused, so nobody can set ``organization_id``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from guestcomms.contacts.validation import check_timezone, normalize_email, normalize_phone
+
+Tag = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[\w\-:.]+$")]
+
+
+def _tags(values: list[str]) -> list[str]:
+    return sorted(set(values))
+
+
+class _ContactFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: str | None = Field(default=None, max_length=320, examples=["ana@example.com"])
+    phone: str | None = Field(default=None, max_length=32, examples=["+447700900123"])
+    first_name: str | None = Field(default=None, max_length=200)
+    last_name: str | None = Field(default=None, max_length=200)
+    timezone: str | None = Field(default=None, max_length=64, examples=["Europe/London"])
+    locale: str | None = Field(default=None, max_length=35, examples=["en-GB"])
+    attributes: dict[str, Any] | None = None
+    tags: Annotated[list[Tag], AfterValidator(_tags)] | None = Field(default=None, max_length=100)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        return normalize_email(value) if value else None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        # national numbers need GUESTCOMMS_DEFAULT_PHONE_REGION; the service re-checks with it
+        return normalize_phone(value) if value and value.startswith("+") else value or None
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, value: str | None) -> str | None:
+        return check_timezone(value) if value else None
+
+
+class ContactCreate(_ContactFields):
+    """A new contact: at least an email or a phone."""
+
+
+class ContactUpdate(_ContactFields):
+    """A partial update: only the fields given change; ``null`` clears a field."""
+
+
+class ContactOut(BaseModel):
+    """A contact as the API shows it."""
+
+    id: str
+    email: str | None
+    phone: str | None
+    first_name: str | None
+    last_name: str | None
+    timezone: str | None
+    locale: str | None
+    attributes: dict[str, Any]
+    tags: list[str]
+    created_at: datetime
+    updated_at: datetime
+
+
+class ContactPage(BaseModel):
+    """One page of contacts; pass ``next_cursor`` as ``after`` for the next."""
+
+    items: list[ContactOut]
+    next_cursor: str | None
+
+
+class RowError(BaseModel):
+    """Why one row of an import was refused."""
+
+    row: int = Field(description="1-based row number in the file (CSV: excluding the header)")
+    field: str | None
+    message: str
+
+
+class ImportReport(BaseModel):
+    """The outcome of a bulk import: rows created, updated, and refused with reasons."""
+
+    created: int
+    updated: int
+    errors: list[RowError]

@@ -1,0 +1,308 @@
+"""The queue's SQL: claim due deliveries under a lease, record outcomes fenced by the lease,
+reap expired leases, release unfinished work. All dialect-specific SQL lives here.
+
+On PostgreSQL the claim picks rows with ``FOR UPDATE SKIP LOCKED`` so concurrent workers never
+take the same row; on SQLite every write transaction is ``BEGIN IMMEDIATE`` (see ``engine``),
+which serialises claimers. Outcomes are written only for rows still holding the caller's lease
+token: a worker whose lease expired and was taken over writes nothing (fencing).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Row, Table, bindparam, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guestcomms.domain.enums import CLAIMABLE, DeliveryStatus, EventType
+from guestcomms.domain.ids import new_id
+from guestcomms.messages.models import Delivery, DeliveryEvent
+
+_t = cast(Table, Delivery.__table__)
+_events = cast(Table, DeliveryEvent.__table__)
+_CLAIMABLE = [s.value for s in CLAIMABLE]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedDelivery:
+    """A delivery a worker holds under ``lease_token`` until it records an outcome."""
+
+    id: uuid.UUID
+    organization_id: uuid.UUID
+    message_id: uuid.UUID
+    contact_id: uuid.UUID
+    channel: str
+    priority: int
+    attempts: int
+    idempotency_key: str
+    template_version_id: uuid.UUID
+    variables: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What happened to one claimed delivery, to be written under its lease."""
+
+    delivery_id: uuid.UUID
+    organization_id: uuid.UUID
+    status: DeliveryStatus
+    event: EventType
+    send_at: datetime | None = None  # the next attempt's time, for a retry
+    provider: str | None = None
+    provider_message_id: str | None = None
+    error: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+_RETURNING = (
+    _t.c.id,
+    _t.c.organization_id,
+    _t.c.message_id,
+    _t.c.contact_id,
+    _t.c.channel,
+    _t.c.priority,
+    _t.c.attempts,
+    _t.c.idempotency_key,
+    _t.c.template_version_id,
+    _t.c.variables,
+)
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _to_claimed(row: Row[Any]) -> ClaimedDelivery:
+    return ClaimedDelivery(
+        id=row.id,
+        organization_id=row.organization_id,
+        message_id=row.message_id,
+        contact_id=row.contact_id,
+        channel=row.channel,
+        priority=row.priority,
+        attempts=row.attempts,
+        idempotency_key=row.idempotency_key,
+        template_version_id=row.template_version_id,
+        variables=row.variables,
+    )
+
+
+async def claim_batch(
+    session: AsyncSession, *, limit: int, lease_seconds: float, now: datetime
+) -> tuple[uuid.UUID, list[ClaimedDelivery]]:
+    """Claim up to ``limit`` due deliveries, highest priority then oldest ``send_at`` first.
+
+    Sets them ``sending`` with a fresh lease token (returned) and counts the attempt. The
+    caller commits.
+    """
+    token = new_id()
+    due = (
+        select(_t.c.id)
+        .where(_t.c.status.in_(_CLAIMABLE), _t.c.send_at <= now)
+        .order_by(_t.c.priority, _t.c.send_at)
+        .limit(limit)
+    )
+    values = {
+        "status": DeliveryStatus.SENDING.value,
+        "lease_token": token,
+        "lease_until": now + timedelta(seconds=lease_seconds),
+        "attempts": _t.c.attempts + 1,
+        "updated_at": now,
+    }
+    if _is_postgres(session):
+        picked = due.with_for_update(skip_locked=True).cte("picked")
+        target = _t.c.id == picked.c.id
+    else:
+        target = _t.c.id.in_(due.scalar_subquery())
+    stmt = update(_t).where(target).values(values).returning(*_RETURNING)
+    rows = (await session.execute(stmt)).all()
+    claimed = sorted((_to_claimed(r) for r in rows), key=lambda c: (c.priority, c.id))
+    return token, claimed
+
+
+async def _fenced_ids(
+    session: AsyncSession, *, ids: Sequence[uuid.UUID], token: uuid.UUID
+) -> set[uuid.UUID]:
+    """The ids among ``ids`` that still hold ``token``, locked until commit on PostgreSQL."""
+    stmt = select(_t.c.id).where(
+        _t.c.id.in_(ids),
+        _t.c.lease_token == token,
+        _t.c.status == DeliveryStatus.SENDING.value,
+    )
+    if _is_postgres(session):
+        stmt = stmt.with_for_update()
+    return set((await session.execute(stmt)).scalars())
+
+
+async def record_outcomes(
+    session: AsyncSession, *, token: uuid.UUID, outcomes: Sequence[Outcome], now: datetime
+) -> set[uuid.UUID]:
+    """Write ``outcomes`` and their events for rows still leased by ``token``.
+
+    Returns the ids written; an outcome whose lease was lost is dropped (the row belongs to
+    whoever holds it now). The caller commits.
+    """
+    if not outcomes:
+        return set()
+    kept = await _fenced_ids(session, ids=[o.delivery_id for o in outcomes], token=token)
+    written = [o for o in outcomes if o.delivery_id in kept]
+    if not written:
+        return kept
+    stmt = (
+        update(_t)
+        .where(_t.c.id == bindparam("b_id"))
+        .values(
+            status=bindparam("b_status"),
+            send_at=func.coalesce(bindparam("b_send_at", type_=_t.c.send_at.type), _t.c.send_at),
+            provider=bindparam("b_provider"),
+            provider_message_id=bindparam("b_provider_message_id"),
+            last_error=bindparam("b_error"),
+            lease_token=None,
+            lease_until=None,
+            updated_at=now,
+        )
+    )
+    conn = await session.connection()
+    await conn.execute(
+        stmt.execution_options(synchronize_session=False),
+        [
+            {
+                "b_id": o.delivery_id,
+                "b_status": o.status.value,
+                "b_send_at": o.send_at,
+                "b_provider": o.provider,
+                "b_provider_message_id": o.provider_message_id,
+                "b_error": o.error,
+            }
+            for o in written
+        ],
+    )
+    await insert_events(
+        session,
+        [(o.organization_id, o.delivery_id, o.event, o.detail or _detail(o)) for o in written],
+        now=now,
+    )
+    return kept
+
+
+def _detail(outcome: Outcome) -> dict[str, Any] | None:
+    detail: dict[str, Any] = {}
+    if outcome.provider:
+        detail["provider"] = outcome.provider
+    if outcome.provider_message_id:
+        detail["provider_message_id"] = outcome.provider_message_id
+    if outcome.error:
+        detail["error"] = outcome.error
+    if outcome.status is DeliveryStatus.RETRYING and outcome.send_at:
+        detail["retry_at"] = outcome.send_at.isoformat()
+    return detail or None
+
+
+async def insert_events(
+    session: AsyncSession,
+    events: Iterable[tuple[uuid.UUID, uuid.UUID, EventType, dict[str, Any] | None]],
+    *,
+    now: datetime,
+) -> None:
+    """Append events ``(organization_id, delivery_id, type, detail)`` in one statement."""
+    rows = [
+        {
+            "id": new_id(),
+            "organization_id": org_id,
+            "delivery_id": delivery_id,
+            "type": event.value,
+            "detail": detail,
+            "created_at": now,
+        }
+        for org_id, delivery_id, event, detail in events
+    ]
+    if rows:
+        conn = await session.connection()
+        await conn.execute(insert(_events), rows)
+
+
+async def reap_expired(
+    session: AsyncSession, *, now: datetime, max_attempts: int, limit: int = 1000
+) -> int:
+    """Return rows whose lease has passed to the queue (or to ``dead`` when out of attempts).
+
+    A crashed worker's deliveries come back this way; the attempt it made was counted at
+    claim. Returns how many rows were reaped. The caller commits.
+    """
+    expired = (
+        select(_t.c.id)
+        .where(_t.c.status == DeliveryStatus.SENDING.value, _t.c.lease_until < now)
+        .limit(limit)
+    )
+    if _is_postgres(session):
+        expired = expired.with_for_update(skip_locked=True)
+    ids = list((await session.execute(expired)).scalars())
+    if not ids:
+        return 0
+    requeued = update(_t).where(_t.c.id.in_(ids), _t.c.attempts < max_attempts)
+    rows_back = (
+        await session.execute(
+            requeued.values(
+                status=DeliveryStatus.QUEUED.value,
+                lease_token=None,
+                lease_until=None,
+                updated_at=now,
+            ).returning(_t.c.id, _t.c.organization_id)
+        )
+    ).all()
+    rows_dead = (
+        await session.execute(
+            update(_t)
+            .where(_t.c.id.in_(ids), _t.c.attempts >= max_attempts)
+            .values(
+                status=DeliveryStatus.DEAD.value,
+                lease_token=None,
+                lease_until=None,
+                last_error="lease expired on the last attempt",
+                updated_at=now,
+            )
+            .returning(_t.c.id, _t.c.organization_id)
+        )
+    ).all()
+    await insert_events(
+        session,
+        [(r.organization_id, r.id, EventType.LEASE_EXPIRED, None) for r in rows_back]
+        + [
+            (r.organization_id, r.id, EventType.DEAD, {"error": "lease expired"}) for r in rows_dead
+        ],
+        now=now,
+    )
+    return len(ids)
+
+
+async def release(
+    session: AsyncSession, *, token: uuid.UUID, ids: Sequence[uuid.UUID], now: datetime
+) -> int:
+    """Give back claimed rows that were never attempted (a worker stopping), uncounting them."""
+    if not ids:
+        return 0
+    result = await session.execute(
+        update(_t)
+        .where(
+            _t.c.id.in_(ids),
+            _t.c.lease_token == token,
+            _t.c.status == DeliveryStatus.SENDING.value,
+        )
+        .values(
+            status=DeliveryStatus.QUEUED.value,
+            lease_token=None,
+            lease_until=None,
+            attempts=_t.c.attempts - 1,
+            updated_at=now,
+        )
+        .returning(_t.c.id, _t.c.organization_id)
+    )
+    rows = result.all()
+    await insert_events(
+        session, [(r.organization_id, r.id, EventType.RELEASED, None) for r in rows], now=now
+    )
+    return len(rows)

@@ -1,0 +1,298 @@
+"""The worker: claim a batch under a lease, compose, send, record outcomes; repeat.
+
+Several lanes run the same loop side by side, so one batch is being sent while the next is
+claimed and the last recorded. A lane that finds no due work sleeps until woken (the API sets
+the wake event after it commits new deliveries) or until the poll interval passes. A reaper
+returns expired leases to the queue. ``stop`` lets in-flight batches finish within the grace
+period, then gives back whatever was claimed and not attempted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from guestcomms.channels.base import (
+    OutgoingEmail,
+    Provider,
+    ProviderError,
+    RateLimitedError,
+    SendReceipt,
+    SendResult,
+    TransientProviderError,
+)
+from guestcomms.db import queue
+from guestcomms.db.queue import ClaimedDelivery, Outcome
+from guestcomms.domain.clock import utc_now
+from guestcomms.domain.enums import DeliveryStatus, EventType
+from guestcomms.domain.retry import RetryPolicy
+from guestcomms.engine.composer import ComposeError, Composer
+
+log = structlog.get_logger("guestcomms.worker")
+
+
+@dataclass(slots=True)
+class WorkerStats:
+    """Counters since start, for logs, the CLI and benchmarks."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    dead: int = 0
+    fenced_out: int = 0
+    reaped: int = 0
+    batches: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+class Worker:
+    """Runs the send loop against the database queue. Built by ``app.create_worker``."""
+
+    def __init__(
+        self,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        providers: Mapping[str, Provider],
+        composer: Composer,
+        retry_policy: RetryPolicy,
+        batch_size: int = 200,
+        lease_seconds: float = 60.0,
+        poll_interval_seconds: float = 1.0,
+        lanes: int = 2,
+        shutdown_grace_seconds: float = 20.0,
+        wake: asyncio.Event | None = None,
+        owned_engine: AsyncEngine | None = None,
+    ) -> None:
+        self._sessions = session_factory
+        self._owned_engine = owned_engine
+        self._started = False
+        self._providers = providers
+        self._composer = composer
+        self._retry = retry_policy
+        self._batch_size = batch_size
+        self._lease_seconds = lease_seconds
+        self._poll = poll_interval_seconds
+        self._lanes = lanes
+        self._grace = shutdown_grace_seconds
+        self.wake = wake or asyncio.Event()
+        self.stats = WorkerStats()
+        self._stopping = asyncio.Event()
+        # claimed rows not yet recorded, by lease token: released if we stop mid-batch
+        self._in_flight: dict[uuid.UUID, list[uuid.UUID]] = {}
+
+    async def __aenter__(self) -> Worker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Start the providers (idempotent). ``run`` and ``async with`` call it."""
+        if not self._started:
+            for provider in self._providers.values():
+                await provider.start()
+            self._started = True
+
+    async def close(self) -> None:
+        """Close the providers and the engine this worker owns (idempotent)."""
+        if self._started:
+            for provider in self._providers.values():
+                await provider.close()
+            self._started = False
+        if self._owned_engine is not None:
+            await self._owned_engine.dispose()
+            self._owned_engine = None
+
+    def stop(self) -> None:
+        """Ask the loop to finish in-flight work and return."""
+        self._stopping.set()
+        self.wake.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop`; then drain within the grace period and release the rest."""
+        await self.start()
+        log.info("worker.started", lanes=self._lanes, batch_size=self._batch_size)
+        tasks = [asyncio.create_task(self._lane(i)) for i in range(self._lanes)]
+        tasks.append(asyncio.create_task(self._reaper()))
+        try:
+            await self._stopping.wait()
+            _, pending = await asyncio.wait(tasks, timeout=self._grace)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._release_in_flight()
+            await self.close()
+            log.info("worker.stopped", sent=self.stats.sent, claimed=self.stats.claimed)
+
+    async def run_until_idle(self) -> int:
+        """Process batches until nothing is due; return how many deliveries were processed.
+
+        Used by the CLI demo, tests and benchmarks, where a long-running loop is not wanted.
+        """
+        total = 0
+        while True:
+            done = await self.run_once()
+            if done == 0:
+                return total
+            total += done
+
+    async def run_once(self) -> int:
+        """Claim, send and record one batch; return how many deliveries it held."""
+        now = utc_now()
+        async with self._sessions() as session, session.begin():
+            token, batch = await queue.claim_batch(
+                session, limit=self._batch_size, lease_seconds=self._lease_seconds, now=now
+            )
+        if not batch:
+            return 0
+        self._in_flight[token] = [d.id for d in batch]
+        try:
+            await self._process(token, batch)
+        finally:
+            self._in_flight.pop(token, None)
+        return len(batch)
+
+    async def _process(self, token: uuid.UUID, batch: Sequence[ClaimedDelivery]) -> None:
+        self.stats.claimed += len(batch)
+        self.stats.batches += 1
+        async with self._sessions() as session:
+            composed = await self._composer.compose(session, batch)
+        results: dict[uuid.UUID, SendResult | ComposeError] = {}
+        sendable: dict[str, list[OutgoingEmail]] = {}
+        for delivery, item in zip(batch, composed, strict=True):
+            if isinstance(item, ComposeError):
+                results[delivery.id] = item
+            else:
+                sendable.setdefault(delivery.channel, []).append(item)
+        for channel, items in sendable.items():
+            provider = self._providers[channel]
+            for item, result in zip(items, await provider.send_batch(items), strict=True):
+                results[item.delivery_id] = result
+        outcomes = [self._outcome(d, results[d.id]) for d in batch]
+        async with self._sessions() as session, session.begin():
+            kept = await queue.record_outcomes(
+                session, token=token, outcomes=outcomes, now=utc_now()
+            )
+        self._count(outcomes, kept)
+
+    def _outcome(self, delivery: ClaimedDelivery, result: SendResult | ComposeError) -> Outcome:
+        provider = self._providers[delivery.channel].name
+        if isinstance(result, SendReceipt):
+            return Outcome(
+                delivery_id=delivery.id,
+                organization_id=delivery.organization_id,
+                status=DeliveryStatus.SENT,
+                event=EventType.SENT,
+                provider=provider,
+                provider_message_id=result.provider_message_id,
+            )
+        if isinstance(result, ComposeError):
+            return Outcome(
+                delivery_id=delivery.id,
+                organization_id=delivery.organization_id,
+                status=DeliveryStatus.FAILED,
+                event=EventType.FAILED,
+                error=str(result),
+            )
+        return self._failure_outcome(delivery, result, provider=provider)
+
+    def _failure_outcome(
+        self,
+        delivery: ClaimedDelivery,
+        error: ProviderError,
+        *,
+        provider: str,
+    ) -> Outcome:
+        decision = self._retry.decide(
+            delivery.attempts,
+            transient=isinstance(error, TransientProviderError),
+            retry_after_seconds=(
+                error.retry_after_seconds if isinstance(error, RateLimitedError) else None
+            ),
+        )
+        text = f"{type(error).__name__}: {error}"
+        if decision.retry:
+            return Outcome(
+                delivery_id=delivery.id,
+                organization_id=delivery.organization_id,
+                status=DeliveryStatus.RETRYING,
+                event=EventType.RETRY_SCHEDULED,
+                send_at=utc_now() + timedelta(seconds=decision.delay_seconds),
+                provider=provider,
+                error=text,
+            )
+        transient = isinstance(error, TransientProviderError)
+        return Outcome(
+            delivery_id=delivery.id,
+            organization_id=delivery.organization_id,
+            status=DeliveryStatus.DEAD if transient else DeliveryStatus.FAILED,
+            event=EventType.DEAD if transient else EventType.FAILED,
+            provider=provider,
+            error=text,
+        )
+
+    def _count(self, outcomes: Sequence[Outcome], kept: set[uuid.UUID]) -> None:
+        for o in outcomes:
+            if o.delivery_id not in kept:
+                self.stats.fenced_out += 1
+                log.warning("worker.lease_lost", delivery_id=str(o.delivery_id))
+                continue
+            self.stats.by_status[o.status] = self.stats.by_status.get(o.status, 0) + 1
+            if o.status is DeliveryStatus.SENT:
+                self.stats.sent += 1
+            elif o.status is DeliveryStatus.RETRYING:
+                self.stats.retried += 1
+            elif o.status is DeliveryStatus.DEAD:
+                self.stats.dead += 1
+            else:
+                self.stats.failed += 1
+
+    async def _lane(self, index: int) -> None:
+        while not self._stopping.is_set():
+            try:
+                done = await self.run_once()
+            except Exception:
+                log.exception("worker.batch_failed", lane=index)
+                done = 0
+                await asyncio.sleep(self._poll)
+            if done == 0 and not self._stopping.is_set():
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=self._poll)
+
+    async def _reaper(self) -> None:
+        interval = max(self._lease_seconds / 4, 0.05)
+        while not self._stopping.is_set():
+            try:
+                async with self._sessions() as session, session.begin():
+                    reaped = await queue.reap_expired(
+                        session, now=utc_now(), max_attempts=self._retry.max_attempts
+                    )
+                if reaped:
+                    self.stats.reaped += reaped
+                    log.info("worker.leases_reaped", count=reaped)
+                    self.wake.set()
+            except Exception:
+                log.exception("worker.reap_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=interval)
+
+    async def _release_in_flight(self) -> None:
+        for token, ids in list(self._in_flight.items()):
+            async with self._sessions() as session, session.begin():
+                released = await queue.release(session, token=token, ids=ids, now=utc_now())
+            log.info("worker.released", count=released)
+        self._in_flight.clear()
