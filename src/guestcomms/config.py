@@ -133,8 +133,10 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as e:
         first = e.errors()[0]
-        name = ".".join(str(p) for p in first["loc"]) or "settings"
-        env_name = f"GUESTCOMMS_{name.upper()}" if first["loc"] else name
-        raise ConfigError(f"invalid setting {env_name}: {first['msg']}") from e
+        message = first["msg"].removeprefix("Value error, ")
+        if not first["loc"]:  # a rule across settings: its message names them
+            raise ConfigError(f"invalid settings: {message}") from e
+        name = "GUESTCOMMS_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise ConfigError(f"invalid setting {name}: {message}") from e
     except ValueError as e:  # a TOML file that does not parse
         raise ConfigError(f"invalid configuration file {toml_path}: {e}") from e
