@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated
+from collections.abc import Sequence
+from typing import Annotated, Protocol, TypeVar
 
 from fastapi import Query
 
-from guestcomms.domain.ids import IdKind, InvalidIdError, from_public
+from guestcomms.config import Settings
+from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
 from guestcomms.errors import NotFoundError, ValidationFailedError
 
 Limit = Annotated[int | None, Query(ge=1, le=10_000, description="page size")]
@@ -29,10 +31,28 @@ def body_id(kind: IdKind, value: str, *, field: str) -> uuid.UUID:
         raise ValidationFailedError(str(e), field=field) from e
 
 
-def page_size(requested: int | None, *, default: int, maximum: int) -> int:
-    """The page size to use; over ``maximum`` is refused rather than silently cut."""
+def page_size(requested: int | None, *, settings: Settings, field: str = "limit") -> int:
+    """The page size to use; over the maximum is refused rather than silently cut."""
     if requested is None:
-        return default
-    if requested > maximum:
-        raise ValidationFailedError(f"limit must be at most {maximum}", field="limit")
+        return settings.default_page_size
+    if requested > settings.max_page_size:
+        raise ValidationFailedError(
+            f"{field} must be at most {settings.max_page_size}", field=field
+        )
     return requested
+
+
+class _Keyed(Protocol):
+    @property
+    def id(self) -> uuid.UUID: ...
+
+
+R = TypeVar("R", bound=_Keyed)
+
+
+def split_page(rows: Sequence[R], *, size: int, kind: IdKind) -> tuple[Sequence[R], str | None]:
+    """The first ``size`` of ``rows`` (fetched as ``size + 1``) and the cursor of the next page,
+    or ``None`` when there is no next page."""
+    if len(rows) > size:
+        return rows[:size], to_public(kind, rows[size - 1].id)
+    return rows, None

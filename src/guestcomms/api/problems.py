@@ -52,7 +52,10 @@ async def _on_guestcomms_error(request: Request, exc: Exception) -> JSONResponse
 async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)  # noqa: S101
     errors = [
-        {"field": _field_path(e.get("loc", ())), "message": e.get("msg", "invalid")}
+        {
+            "field": _field_path(e.get("loc", ())),
+            "message": str(e.get("msg", "invalid")).removeprefix("Value error, "),
+        }
         for e in exc.errors()
     ]
     first = errors[0] if errors else {"field": "body", "message": "invalid request"}

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response, status
 
 from guestcomms.api.deps import CallerDep, RuntimeDep, SessionDep
-from guestcomms.api.params import Limit, body_id, page_size, path_id
+from guestcomms.api.params import Limit, body_id, page_size, path_id, split_page
 from guestcomms.contacts.repository import ContactRepository
 from guestcomms.contacts.schemas import (
     ContactCreate,
@@ -18,7 +18,7 @@ from guestcomms.contacts.schemas import (
     ImportReport,
 )
 from guestcomms.contacts.service import ContactService, parse_csv, to_out
-from guestcomms.domain.ids import IdKind, to_public
+from guestcomms.domain.ids import IdKind
 from guestcomms.errors import ValidationFailedError
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
@@ -54,15 +54,13 @@ async def list_contacts(
 ) -> ContactPage:
     """Contacts in creation order, a page at a time."""
     caller.require("contacts:read")
-    size = page_size(
-        limit, default=runtime.settings.default_page_size, maximum=runtime.settings.max_page_size
-    )
+    size = page_size(limit, settings=runtime.settings)
     cursor = body_id(IdKind.CONTACT, after, field="after") if after else None
     repo = ContactRepository(session, caller.organization_id)
-    rows = await repo.page(after=cursor, limit=size + 1)
-    items = [to_out(c) for c in rows[:size]]
-    next_cursor = to_public(IdKind.CONTACT, rows[size - 1].id) if len(rows) > size else None
-    return ContactPage(items=items, next_cursor=next_cursor)
+    rows, next_cursor = split_page(
+        await repo.page(after=cursor, limit=size + 1), size=size, kind=IdKind.CONTACT
+    )
+    return ContactPage(items=[to_out(c) for c in rows], next_cursor=next_cursor)
 
 
 @router.post("/import", summary="Import contacts from JSON or CSV")

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 
 from guestcomms.api.deps import CallerDep, RuntimeDep, SessionDep
-from guestcomms.api.params import Limit, body_id, page_size, path_id
+from guestcomms.api.params import Limit, body_id, page_size, path_id, split_page
 from guestcomms.contacts.repository import ContactRepository
 from guestcomms.db.notify import notify_workers
 from guestcomms.domain.ids import IdKind, to_public
@@ -126,19 +126,18 @@ async def list_messages(
 ) -> MessagePage:
     """Messages, newest first."""
     caller.require("messages:read")
-    size = page_size(
-        limit, default=runtime.settings.default_page_size, maximum=runtime.settings.max_page_size
-    )
+    size = page_size(limit, settings=runtime.settings)
     repo = MessageRepository(session, caller.organization_id)
     cursor = body_id(IdKind.MESSAGE, before, field="before") if before else None
-    rows = await repo.page(before=cursor, limit=size + 1)
+    rows, next_cursor = split_page(
+        await repo.page(before=cursor, limit=size + 1), size=size, kind=IdKind.MESSAGE
+    )
     templates = TemplateRepository(session, caller.organization_id)
     items = []
-    for message in rows[:size]:
+    for message in rows:
         version = await templates.version_by_id(message.template_version_id)
         number = version.version if version else 0
         items.append(MessageSummary(**accepted_view(message, template_version=number).model_dump()))
-    next_cursor = to_public(IdKind.MESSAGE, rows[size - 1].id) if len(rows) > size else None
     return MessagePage(items=items, next_cursor=next_cursor)
 
 
@@ -154,11 +153,7 @@ async def get_message(
     """The message, its delivery counts by status, and a page of deliveries with events."""
     caller.require("messages:read")
     key = path_id(IdKind.MESSAGE, message_id, what="message")
-    size = page_size(
-        deliveries_limit,
-        default=runtime.settings.default_page_size,
-        maximum=runtime.settings.max_page_size,
-    )
+    size = page_size(deliveries_limit, settings=runtime.settings, field="deliveries_limit")
     after = (
         body_id(IdKind.DELIVERY, deliveries_after, field="deliveries_after")
         if deliveries_after
@@ -169,16 +164,18 @@ async def get_message(
     version = await TemplateRepository(session, caller.organization_id).version_by_id(
         message.template_version_id
     )
-    deliveries = await repo.deliveries(message.id, after=after, limit=size + 1)
-    events = await repo.events_for([d.id for d in deliveries[:size]])
+    deliveries, next_deliveries = split_page(
+        await repo.deliveries(message.id, after=after, limit=size + 1),
+        size=size,
+        kind=IdKind.DELIVERY,
+    )
+    events = await repo.events_for([d.id for d in deliveries])
     summary = accepted_view(message, template_version=version.version if version else 0)
     return MessageOut(
         **summary.model_dump(),
         counts=await repo.status_counts(message.id),
-        deliveries=[delivery_view(d, events.get(d.id, [])) for d in deliveries[:size]],
-        next_deliveries_cursor=(
-            to_public(IdKind.DELIVERY, deliveries[size - 1].id) if len(deliveries) > size else None
-        ),
+        deliveries=[delivery_view(d, events.get(d.id, [])) for d in deliveries],
+        next_deliveries_cursor=next_deliveries,
     )
 
 

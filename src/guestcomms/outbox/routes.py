@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from guestcomms.api.deps import CallerDep, RuntimeDep, SessionDep
-from guestcomms.api.params import Limit, body_id, page_size
+from guestcomms.api.params import Limit, body_id, page_size, split_page
 from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.outbox.models import OutboxMessage
 from guestcomms.outbox.repository import OutboxRepository
@@ -41,14 +41,11 @@ async def list_outbox(
 ) -> OutboxPage:
     """Emails the dev outbox provider stored, newest first (only when no SMTP is set up)."""
     caller.require("messages:read")
-    size = page_size(
-        limit, default=runtime.settings.default_page_size, maximum=runtime.settings.max_page_size
-    )
+    size = page_size(limit, settings=runtime.settings)
     cursor = body_id(IdKind.OUTBOX, before, field="before") if before else None
-    rows = await OutboxRepository(session, caller.organization_id).page(
-        before=cursor, limit=size + 1
+    rows, next_cursor = split_page(
+        await OutboxRepository(session, caller.organization_id).page(before=cursor, limit=size + 1),
+        size=size,
+        kind=IdKind.OUTBOX,
     )
-    return OutboxPage(
-        items=[outbox_item(r) for r in rows[:size]],
-        next_cursor=to_public(IdKind.OUTBOX, rows[size - 1].id) if len(rows) > size else None,
-    )
+    return OutboxPage(items=[outbox_item(r) for r in rows], next_cursor=next_cursor)

@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from guestcomms.api.deps import CallerDep, RuntimeDep, SessionDep
-from guestcomms.api.params import Limit, body_id, page_size, path_id
-from guestcomms.domain.ids import IdKind, to_public
+from guestcomms.api.params import Limit, body_id, page_size, path_id, split_page
+from guestcomms.domain.ids import IdKind
 from guestcomms.errors import NotFoundError
 from guestcomms.templates.repository import TemplateRepository
 from guestcomms.templates.schemas import (
@@ -47,16 +47,15 @@ async def list_templates(
 ) -> TemplatePage:
     """Templates in creation order, each with its latest version."""
     caller.require("templates:read")
-    size = page_size(
-        limit, default=runtime.settings.default_page_size, maximum=runtime.settings.max_page_size
-    )
+    size = page_size(limit, settings=runtime.settings)
     repo = TemplateRepository(session, caller.organization_id)
     cursor = body_id(IdKind.TEMPLATE, after, field="after") if after else None
-    rows = await repo.page(after=cursor, limit=size + 1)
-    latest = await repo.latest_versions(rows[:size])
+    rows, next_cursor = split_page(
+        await repo.page(after=cursor, limit=size + 1), size=size, kind=IdKind.TEMPLATE
+    )
+    latest = await repo.latest_versions(rows)
     return TemplatePage(
-        items=[template_out(t, latest.get(t.id)) for t in rows[:size]],
-        next_cursor=to_public(IdKind.TEMPLATE, rows[size - 1].id) if len(rows) > size else None,
+        items=[template_out(t, latest.get(t.id)) for t in rows], next_cursor=next_cursor
     )
 
 
