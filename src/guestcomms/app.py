@@ -75,6 +75,7 @@ def create_worker(
             max_delay_seconds=settings.retry_max_seconds,
         ),
         batch_size=settings.batch_size,
+        lanes=settings.worker_concurrency,
         lease_seconds=settings.lease_seconds,
         poll_interval_seconds=settings.poll_interval_seconds,
         shutdown_grace_seconds=settings.shutdown_grace_seconds,

@@ -67,7 +67,8 @@ class Settings(BaseSettings):
     message_id_domain: str | None = None  # defaults to the From address's domain
 
     # worker and queue
-    worker_concurrency: int = Field(default=32, ge=1, le=1024)
+    # batches in flight per worker process: one sends while another claims or records
+    worker_concurrency: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=200, ge=1, le=5000)
     lease_seconds: float = Field(default=60.0, gt=0)
     poll_interval_seconds: float = Field(default=1.0, gt=0)
