@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from typing import Any
 
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -38,9 +39,9 @@ from guestcomms.web import pages
 
 def build_providers(
     settings: Settings, sessions: async_sessionmaker[AsyncSession]
-) -> dict[str, Provider]:
+) -> dict[str, Provider[Any]]:
     """One provider per channel: SMTP when a host is configured, else the dev outbox."""
-    email: Provider
+    email: Provider[Any]
     if settings.smtp_host:
         email = SmtpProvider.from_settings(settings)
     else:

@@ -12,20 +12,25 @@ from collections.abc import Sequence
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from guestcomms.channels.base import OutgoingEmail, Provider, SendReceipt, SendResult
+from guestcomms.channels.base import (
+    Capabilities,
+    OutgoingEmail,
+    Provider,
+    SendReceipt,
+    SendResult,
+)
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import Channel
 from guestcomms.domain.ids import new_id
 from guestcomms.outbox.models import OutboxMessage
 
 
-class OutboxProvider(Provider):
+class OutboxProvider(Provider[OutgoingEmail]):
     """A provider that keeps what it is given in ``outbox_messages``."""
 
     name = "outbox"
     channel = Channel.EMAIL
-    max_batch_size = 1000
-    supports_idempotency_key = True
+    capabilities = Capabilities(max_batch_size=1000, supports_idempotency_key=True)
 
     def __init__(self, *, session_factory: async_sessionmaker[AsyncSession]) -> None:
         super().__init__()

@@ -9,7 +9,8 @@ recipient.
 Outcomes map onto the provider protocol of :mod:`guestcomms.channels.base`:
 
     4xx reply (incl. 421, 451, 454)             TransientProviderError(code="4xx")
-    5xx reply (incl. 535 bad credentials)       PermanentProviderError(code="5xx")
+    530/535 (credentials refused)               CredentialsError(code="535")
+    other 5xx reply                             PermanentProviderError(code="5xx")
     refused connection, timeout, disconnect     TransientProviderError
     server lacks STARTTLS or AUTH we need       PermanentProviderError
     message that cannot be built or addressed   PermanentProviderError
@@ -24,6 +25,7 @@ import ssl
 import aiosmtplib
 
 from guestcomms.channels.base import (
+    CredentialsError,
     OutgoingEmail,
     PermanentProviderError,
     Provider,
@@ -40,11 +42,13 @@ __all__ = ["SmtpProvider"]
 # Replies after which the connection is still in a known state: aiosmtplib has already sent
 # RSET to clear the envelope, so the connection can serve the next message.
 _REPLY_ERRORS = (aiosmtplib.SMTPResponseException, aiosmtplib.SMTPRecipientsRefused)
+# 535 "authentication credentials invalid", 530 "authentication required"
+_CREDENTIAL_CODES = frozenset({530, 535})
 # Everything send() turns into a ProviderError; anything else is a bug and propagates.
 _SEND_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError, ValueError)
 
 
-class SmtpProvider(Provider):
+class SmtpProvider(Provider[OutgoingEmail]):
     """Send email through one SMTP relay, over up to ``pool_size`` reused connections."""
 
     name = "smtp"
@@ -196,6 +200,8 @@ def _classify(error: Exception) -> ProviderError:
         reply = error.recipients[0]  # one recipient per transaction
     if isinstance(reply, aiosmtplib.SMTPResponseException):
         detail = f"SMTP {reply.code}: {reply.message}"
+        if reply.code in _CREDENTIAL_CODES or isinstance(error, aiosmtplib.SMTPAuthenticationError):
+            return CredentialsError(detail, code=str(reply.code))
         if 500 <= reply.code < 600:
             return PermanentProviderError(detail, code=str(reply.code))
         return TransientProviderError(detail, code=str(reply.code))

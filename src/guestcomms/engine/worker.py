@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -60,7 +61,7 @@ class Worker:
         self,
         *,
         session_factory: async_sessionmaker[AsyncSession],
-        providers: Mapping[str, Provider],
+        providers: Mapping[str, Provider[Any]],
         composer: Composer,
         retry_policy: RetryPolicy,
         batch_size: int = 200,
