@@ -31,6 +31,7 @@ from guestcomms.domain.enums import Channel
 from guestcomms.domain.retry import RetryPolicy
 from guestcomms.engine.composer import Composer
 from guestcomms.engine.worker import Worker
+from guestcomms.messages import delivery_routes
 from guestcomms.messages import routes as messages_routes
 from guestcomms.outbox import routes as outbox_routes
 from guestcomms.templates import routes as templates_routes
@@ -130,6 +131,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         contacts_routes.router,
         templates_routes.router,
         messages_routes.router,
+        delivery_routes.router,
         outbox_routes.router,
         pages.router,
     ):

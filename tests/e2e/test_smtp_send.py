@@ -83,4 +83,4 @@ async def test_one_message_arrives_well_formed(database_url: str) -> None:
     assert delivery["status"] == "sent"
     assert delivery["provider"] == "smtp"
     assert parsed["Message-ID"] == delivery["provider_message_id"]
-    assert [e["type"] for e in delivery["events"]] == ["queued", "sent"]
+    assert [e["type"] for e in delivery["events"]] == ["created", "sent"]

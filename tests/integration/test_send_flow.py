@@ -42,7 +42,7 @@ async def test_message_is_rendered_and_stored_in_the_outbox(database_url: str) -
         outbox = (await client.get("/v1/outbox")).json()["items"]
     assert message["counts"] == {"sent": 2}
     assert {d["status"] for d in message["deliveries"]} == {"sent"}
-    assert [e["type"] for e in message["deliveries"][0]["events"]] == ["queued", "sent"]
+    assert [e["type"] for e in message["deliveries"][0]["events"]] == ["created", "sent"]
     subjects = sorted(item["subject"] for item in outbox)
     assert subjects == ["You're invited, Ana!", "You're invited, Ben!"]
     assert all("Lake Como" in item["html"] for item in outbox)

@@ -61,9 +61,7 @@ class MessageStatus(StrEnum):
 class EventType(StrEnum):
     """Append-only history entries of a delivery."""
 
-    QUEUED = "queued"
-    SCHEDULED = "scheduled"
-    CLAIMED = "claimed"
+    CREATED = "created"  # derived from the delivery row, never stored
     SENT = "sent"
     DELIVERED = "delivered"
     BOUNCED = "bounced"
@@ -75,3 +73,4 @@ class EventType(StrEnum):
     CANCELLED = "cancelled"
     BLOCKED = "blocked"
     RELEASED = "released"
+    REPLAYED = "replayed"

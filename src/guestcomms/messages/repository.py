@@ -116,6 +116,44 @@ class MessageRepository:
         )
         return len(ids)
 
+    async def delivery(
+        self, delivery_id: uuid.UUID, *, for_update: bool = False
+    ) -> Delivery | None:
+        """One delivery of this organization, or ``None``."""
+        stmt = select(Delivery).where(
+            Delivery.organization_id == self._org, Delivery.id == delivery_id
+        )
+        if for_update:
+            stmt = stmt.with_for_update()
+        return await self._session.scalar(stmt)
+
+    async def deliveries_by_status(
+        self, status: str | None, *, after: uuid.UUID | None, limit: int
+    ) -> Sequence[Delivery]:
+        """Deliveries of this organization (in one status, if given) in creation order."""
+        stmt = select(Delivery).where(Delivery.organization_id == self._org)
+        if status is not None:
+            stmt = stmt.where(Delivery.status == status)
+        if after is not None:
+            stmt = stmt.where(Delivery.id > after)
+        return (await self._session.scalars(stmt.order_by(Delivery.id).limit(limit))).all()
+
+    async def requeue(self, delivery: Delivery, *, now: datetime) -> None:
+        """Put a delivery back in the queue, due now, with a fresh attempt budget.
+
+        Its idempotency key is unchanged, so a provider that saw it before can deduplicate.
+        """
+        delivery.status = DeliveryStatus.QUEUED.value
+        delivery.attempts = 0
+        delivery.send_at = now
+        delivery.updated_at = now
+        await self._session.flush()
+        await insert_events(
+            self._session,
+            [(self._org, delivery.id, EventType.REPLAYED, {"previous_error": delivery.last_error})],
+            now=now,
+        )
+
     async def idempotency_record(self, key: str) -> IdempotencyRecord | None:
         """The stored first response for ``key``, if any."""
         return await self._session.scalar(

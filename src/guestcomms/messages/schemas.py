@@ -81,6 +81,13 @@ class DeliveryOut(BaseModel):
     events: list[DeliveryEventOut]
 
 
+class DeliveryPage(BaseModel):
+    """One page of deliveries."""
+
+    items: list[DeliveryOut]
+    next_cursor: str | None
+
+
 class MessageOut(MessageAccepted):
     """A message with delivery counts by status and a page of its deliveries."""
 

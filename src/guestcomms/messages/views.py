@@ -36,10 +36,9 @@ def accepted_view(message: Message, *, template_version: int) -> MessageAccepted
 
 
 def delivery_view(delivery: Delivery, events: Sequence[DeliveryEvent]) -> DeliveryOut:
-    """A delivery and its history. The creation entry is derived from the row itself (it is
+    """A delivery and its history. The ``created`` entry is derived from the row itself (it is
     not stored as an event, which halves the rows a large send writes up front)."""
-    first = EventType.SCHEDULED if delivery.send_at > delivery.created_at else EventType.QUEUED
-    history = [DeliveryEventOut(type=first.value, at=delivery.created_at)]
+    history = [DeliveryEventOut(type=EventType.CREATED.value, at=delivery.created_at)]
     history += [DeliveryEventOut(type=e.type, at=e.created_at, detail=e.detail) for e in events]
     return DeliveryOut(
         id=to_public(IdKind.DELIVERY, delivery.id),
