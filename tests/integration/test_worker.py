@@ -115,7 +115,14 @@ async def test_unreachable_server_is_transient(
 ) -> None:
     """With the SMTP server down, deliveries wait for a retry instead of failing."""
     await seed_deliveries(sessions, count=2)
-    settings = make_settings(database_url, smtp_host="127.0.0.1", smtp_port=1, max_attempts=5)
+    settings = make_settings(
+        database_url,
+        smtp_host="127.0.0.1",
+        smtp_port=1,
+        max_attempts=5,
+        retry_base_seconds=60.0,  # so run_until_idle does not come round to the retry
+        retry_max_seconds=60.0,
+    )
     async with create_worker(settings) as worker:
         await worker.run_until_idle()
     statuses = {status for status, _, _ in await _deliveries(sessions)}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -72,5 +73,9 @@ class BodySizeLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
 
-class _TooLargeError(Exception):
-    pass
+class _TooLargeError(HTTPException):
+    """Raised while reading a body over the limit. An HTTPException, so FastAPI's body
+    parsing re-raises it (as a 413) instead of reporting a generic parse error (400)."""
+
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail="the request body is over the size limit")

@@ -53,7 +53,8 @@ async def _on_validation_error(request: Request, exc: Exception) -> JSONResponse
     assert isinstance(exc, RequestValidationError)  # noqa: S101
     errors = [
         {
-            "field": _field_path(e.get("loc", ())),
+            # a JSON syntax error is located by character offset: the field is the body
+            "field": "body" if e.get("type") == "json_invalid" else _field_path(e.get("loc", ())),
             "message": str(e.get("msg", "invalid")).removeprefix("Value error, "),
         }
         for e in exc.errors()

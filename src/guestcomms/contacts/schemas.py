@@ -20,7 +20,7 @@ class _ContactFields(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: str | None = Field(default=None, max_length=320, examples=["ana@example.com"])
-    phone: str | None = Field(default=None, max_length=32, examples=["+447700900123"])
+    phone: str | None = Field(default=None, max_length=32, examples=["+447911123456"])
     first_name: str | None = Field(default=None, max_length=200)
     last_name: str | None = Field(default=None, max_length=200)
     timezone: str | None = Field(default=None, max_length=64, examples=["Europe/London"])

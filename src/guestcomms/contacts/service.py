@@ -129,7 +129,8 @@ class ContactService:
                     raise ValidationFailedError(
                         "a contact needs an email or a phone", field="email"
                     )
-                data.phone = self._phone(data.phone)
+                if data.phone:  # assigning None would mark phone as set and erase it on update
+                    data.phone = self._phone(data.phone)
             except ValidationError as e:
                 first = e.errors()[0]
                 field = ".".join(str(p) for p in first["loc"]) or None

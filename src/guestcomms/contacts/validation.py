@@ -11,7 +11,9 @@ from email_validator import EmailNotValidError, validate_email
 def normalize_email(value: str) -> str:
     """Return the normalised address; raise ``ValueError`` with the reason if it is invalid."""
     try:
-        return validate_email(value, check_deliverability=False).normalized
+        # lower-cased whole: providers treat the local part case-insensitively, and a guest
+        # imported twice as Ana@ and ana@ must be one contact, not two sends
+        return validate_email(value, check_deliverability=False).normalized.lower()
     except EmailNotValidError as e:
         raise ValueError(f"invalid email address: {e}") from e
 

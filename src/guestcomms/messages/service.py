@@ -192,9 +192,11 @@ class MessageService:
         return message
 
     async def cancel(self, message_id: uuid.UUID) -> tuple[Message, int, int]:
-        """Cancel every delivery not yet claimed. Returns (message, cancelled, not cancelled).
+        """Cancel every delivery not yet claimed. Returns (message, cancelled now, deliveries
+        that are not cancelled because a worker had already claimed or sent them).
 
-        ``ConflictError`` if nothing was left to cancel.
+        ``ConflictError`` if nothing was left to cancel on a message not cancelled before;
+        cancelling an already cancelled message again is harmless and cancels nothing.
         """
         message = await self._messages.get(message_id, for_update=True)
         if message is None:
@@ -205,7 +207,9 @@ class MessageService:
             raise ConflictError("every delivery of this message has already been sent or claimed")
         message.status = MessageStatus.CANCELLED.value
         message.cancelled_at = message.cancelled_at or now
-        return message, cancelled, message.recipient_count - cancelled
+        counts = await self._messages.status_counts(message.id)
+        beyond_reach = sum(n for status, n in counts.items() if status != "cancelled")
+        return message, cancelled, beyond_reach
 
 
 def _contact_key(text: str, *, field: str) -> uuid.UUID:

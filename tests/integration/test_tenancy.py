@@ -1,0 +1,260 @@
+"""Tenancy: one organization can neither see, change, nor refer to another's rows.
+
+The tables below list every route of the app. A route added without a row here makes
+``test_every_route_is_in_the_tenancy_tables`` fail, so nobody can add an endpoint that takes
+an id (or lists rows) without this test proving it is scoped to the caller's organization.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.routing import iter_route_contexts
+
+from guestcomms.app import create_worker
+from tests.support import (
+    Api,
+    create_contact,
+    create_key,
+    create_template,
+    make_settings,
+    running_app,
+)
+
+PROBLEM = "application/problem+json"
+VERSION_BODY = {"subject": "Hello {{ first_name }}", "text": "Hi {{ first_name }}", "variables": []}
+
+# Every route with a path parameter: the body A sends when probing B's resource (or None).
+ROUTES_WITH_IDS: dict[tuple[str, str], dict[str, Any] | None] = {
+    ("GET", "/v1/contacts/{contact_id}"): None,
+    ("PATCH", "/v1/contacts/{contact_id}"): {"first_name": "Mallory"},
+    ("DELETE", "/v1/contacts/{contact_id}"): None,
+    ("GET", "/v1/templates/{template_id}"): None,
+    ("POST", "/v1/templates/{template_id}/versions"): VERSION_BODY,
+    ("GET", "/v1/templates/{template_id}/versions/{number}"): None,
+    ("GET", "/v1/messages/{message_id}"): None,
+    ("POST", "/v1/messages/{message_id}/cancel"): None,
+    ("GET", "/v1/deliveries/{delivery_id}"): None,
+    ("POST", "/v1/deliveries/{delivery_id}/replay"): None,
+}
+
+# Every list route under /v1: the cursor parameter its pages use.
+LIST_ROUTES: dict[str, str] = {
+    "/v1/contacts": "after",
+    "/v1/templates": "after",
+    "/v1/messages": "before",
+    "/v1/outbox": "before",
+    "/v1/deliveries": "after",
+}
+
+# Routes that only create rows in the caller's organization. Those that take ids in the body
+# (messages: template_id, contact_ids, recipients) are covered by the cross-organization sends
+# in test_organization_cannot_refer_to_another_organizations_rows.
+CREATE_ROUTES: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("POST", "/v1/contacts"),
+        ("POST", "/v1/contacts/import"),
+        ("POST", "/v1/templates"),
+        ("POST", "/v1/messages"),
+    }
+)
+
+# Routes outside /v1 that carry no tenant data, or that are the operator's (not a tenant's).
+UNSCOPED_ROUTES: frozenset[str] = frozenset(
+    {"/healthz", "/readyz", "/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/outbox"}
+)
+
+
+@dataclass
+class Org:
+    """One organization's client and the rows it made."""
+
+    client: httpx.AsyncClient
+    contact: str
+    template: str
+    message: str
+    delivery: str
+    email: str
+
+    def path(self, template: str) -> str:
+        """``template`` with this organization's ids filled in."""
+        return template.format(
+            contact_id=self.contact,
+            template_id=self.template,
+            message_id=self.message,
+            delivery_id=self.delivery,
+            number=1,
+        )
+
+
+async def _all(client: httpx.AsyncClient, path: str) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = []
+    params: dict[str, Any] = {"limit": 500}
+    while True:
+        response = await client.get(path, params=params)
+        assert response.status_code == 200, response.text
+        page = response.json()
+        items += page["items"]
+        if page["next_cursor"] is None:
+            return items
+        params[LIST_ROUTES[path]] = page["next_cursor"]
+
+
+async def _state(org: Org) -> dict[str, Any]:
+    """What the organization has, read through the API."""
+    state: dict[str, Any] = {path: await _all(org.client, path) for path in LIST_ROUTES}
+    for method, template in ROUTES_WITH_IDS:
+        if method == "GET":
+            response = await org.client.get(org.path(template))
+            assert response.status_code == 200, response.text
+            state[template] = response.json()
+    return state
+
+
+async def _organization(api: Api, database_url: str, name: str, stack: Any) -> Org:
+    key = await create_key(database_url, name)
+    client = await stack.enter_async_context(api.as_key(key))
+    email = f"guest@{name.lower().replace(' ', '-')}.example"
+    contact = await create_contact(client, email=email, first_name=name, tags=["family"])
+    template = await create_template(client)  # the same name in both: names are per organization
+    response = await client.post(
+        "/v1/messages",
+        json={"template_id": template, "contact_ids": [contact], "variables": {"venue": name}},
+    )
+    assert response.status_code == 202, response.text
+    message = response.json()["id"]
+    view = (await client.get(f"/v1/messages/{message}")).json()
+    return Org(client, contact, template, message, view["deliveries"][0]["id"], email)
+
+
+@contextlib.asynccontextmanager
+async def two_organizations(database_url: str) -> AsyncIterator[tuple[Org, Org]]:
+    """Organizations A and B, each with a contact, a template and a message sent by a worker."""
+    settings = make_settings(database_url)
+    async with running_app(settings) as api, contextlib.AsyncExitStack() as stack:
+        a = await _organization(api, database_url, "Org A", stack)
+        b = await _organization(api, database_url, "Org B", stack)
+        async with create_worker(settings) as worker:
+            assert await worker.run_until_idle() == 2
+        yield a, b
+
+
+def _ids(items: list[dict[str, Any]]) -> set[str]:
+    return {item["id"] for item in items}
+
+
+async def test_organization_cannot_reach_another_organizations_rows(database_url: str) -> None:
+    """A's key gets a 404 on every route naming B's ids, and B's rows stay exactly as they were."""
+    async with two_organizations(database_url) as (a, b):
+        before = await _state(b)
+        for (method, template), body in ROUTES_WITH_IDS.items():
+            response = await a.client.request(method, b.path(template), json=body)
+            assert response.status_code == 404, (method, template, response.text)
+            assert response.headers["content-type"].split(";")[0] == PROBLEM
+            assert response.json()["type"] == "/problems/not-found"
+        assert await _state(b) == before
+        # the same requests from B do reach the rows, so the 404s above were about tenancy
+        for (method, template), body in sorted(
+            ROUTES_WITH_IDS.items(), key=lambda item: item[0][0] == "DELETE"
+        ):
+            response = await b.client.request(method, b.path(template), json=body)
+            if template.endswith(("/cancel", "/replay")):  # reached, but B's was already sent
+                assert response.status_code == 409, response.text
+            else:
+                assert response.is_success, (method, template, response.text)
+
+
+async def test_list_endpoints_show_only_the_callers_rows(database_url: str) -> None:
+    """A's contact, template, message and outbox lists hold A's rows and none of B's."""
+    async with two_organizations(database_url) as (a, b):
+        for path in LIST_ROUTES:
+            mine, theirs = await _all(a.client, path), await _all(b.client, path)
+            assert mine, path
+            assert theirs, path
+            assert not _ids(mine) & _ids(theirs), path
+        assert _ids(await _all(a.client, "/v1/contacts")) == {a.contact}
+        assert _ids(await _all(a.client, "/v1/templates")) == {a.template}
+        assert _ids(await _all(a.client, "/v1/messages")) == {a.message}
+        outbox = await _all(a.client, "/v1/outbox")
+        assert [item["recipient"] for item in outbox] == [a.email]
+        assert [item["recipient"] for item in await _all(b.client, "/v1/outbox")] == [b.email]
+
+
+async def test_organization_cannot_refer_to_another_organizations_rows(database_url: str) -> None:
+    """A cannot send to B's contact nor with B's template (422), and tags match only A's."""
+    async with two_organizations(database_url) as (a, b):
+        before = await _state(a)
+        venue = {"venue": "Lake Como"}
+        response = await a.client.post(
+            "/v1/messages",
+            json={
+                "template_id": a.template,
+                "contact_ids": [a.contact, b.contact],
+                "variables": venue,
+            },
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["type"] == "/problems/unknown-contact"
+        assert response.json()["field"] == "contact_ids[1]"
+        response = await a.client.post(
+            "/v1/messages",
+            json={
+                "template_id": a.template,
+                "recipients": [{"contact_id": b.contact}],
+                "variables": venue,
+            },
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == "recipients[0].contact_id"
+        response = await a.client.post(
+            "/v1/messages",
+            json={"template_id": b.template, "contact_ids": [a.contact], "variables": venue},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["field"] == "template_id"
+        assert await _state(a) == before
+        # both organizations tag a contact "family": A's tag send reaches A's contact only
+        response = await a.client.post(
+            "/v1/messages", json={"template_id": a.template, "tags": ["family"], "variables": venue}
+        )
+        assert response.status_code == 202, response.text
+        assert response.json()["recipient_count"] == 1
+        message = (await a.client.get(f"/v1/messages/{response.json()['id']}")).json()
+        assert [d["contact_id"] for d in message["deliveries"]] == [a.contact]
+
+
+def _app_routes(app: FastAPI) -> set[tuple[str, str]]:
+    """Every (method, path) the app serves, included routers flattened."""
+    # FastAPI includes routers lazily: app.routes holds the included routers, not their routes
+    pairs = [(c.path, c.methods) for c in iter_route_contexts(app.routes)]
+    routes: set[tuple[str, str]] = set()
+    for path, methods in pairs:
+        assert path is not None, "a route without a path (a mount?) is not classified"
+        routes |= {(method, path) for method in (methods or {"*"}) - {"HEAD", "OPTIONS"}}
+    return routes
+
+
+async def test_every_route_is_in_the_tenancy_tables(sqlite_url: str) -> None:
+    """Every route taking an id, listing rows or creating them is covered by the tables above."""
+    async with running_app(make_settings(sqlite_url)) as api:
+        routes = _app_routes(api.app)
+        openapi = (await api.client.get("/openapi.json")).json()
+    documented = {(m.upper(), p) for p, item in openapi["paths"].items() for m in item}
+    assert documented <= routes, f"routes missed by the enumeration: {documented - routes}"
+    for method, path in sorted(routes):
+        if "{" in path:
+            assert (method, path) in ROUTES_WITH_IDS, f"{method} {path} has no tenancy check"
+        elif path.startswith("/v1"):
+            listed = method == "GET" and path in LIST_ROUTES
+            assert listed or (method, path) in CREATE_ROUTES, (
+                f"{method} {path} has no tenancy check"
+            )
+        else:
+            assert path in UNSCOPED_ROUTES, f"{method} {path} is not classified for tenancy"
+    named = set(ROUTES_WITH_IDS) | CREATE_ROUTES | {("GET", p) for p in LIST_ROUTES}
+    assert not named - routes, f"the tables name routes the app does not have: {named - routes}"
