@@ -12,6 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import redis.asyncio
 from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -30,7 +31,11 @@ from guestcomms.db.notify import listen_for_wakeups
 from guestcomms.domain.enums import Channel
 from guestcomms.domain.retry import RetryPolicy
 from guestcomms.engine.composer import Composer
+from guestcomms.engine.directory import ProviderDirectory
+from guestcomms.engine.dispatch import Dispatcher
+from guestcomms.engine.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from guestcomms.engine.worker import Worker
+from guestcomms.inbound import routes as inbound_routes
 from guestcomms.messages import delivery_routes
 from guestcomms.messages import routes as messages_routes
 from guestcomms.outbox import routes as outbox_routes
@@ -50,6 +55,13 @@ def build_providers(
     return {Channel.EMAIL.value: email}
 
 
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    """Provider rate limits shared through Redis when ``redis_url`` is set, else in-process."""
+    if settings.redis_url:
+        return RedisRateLimiter(redis.asyncio.Redis.from_url(settings.redis_url))
+    return InProcessRateLimiter()
+
+
 def create_worker(
     settings: Settings,
     *,
@@ -65,7 +77,12 @@ def create_worker(
     sessions = create_session_factory(engine or owned)  # type: ignore[arg-type]
     return Worker(
         session_factory=sessions,
-        providers=build_providers(settings, sessions),
+        dispatcher=Dispatcher(
+            directory=ProviderDirectory(
+                sessions=sessions, defaults=build_providers(settings, sessions)
+            ),
+            limiter=build_rate_limiter(settings),
+        ),
         composer=Composer(
             sender=settings.email_from,
             reply_to=settings.email_reply_to,
@@ -132,6 +149,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         templates_routes.router,
         messages_routes.router,
         delivery_routes.router,
+        inbound_routes.router,
         outbox_routes.router,
         pages.router,
     ):

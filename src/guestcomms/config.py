@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     email_reply_to: str | None = None
     message_id_domain: str | None = None  # defaults to the From address's domain
 
+    # shared state between processes (provider rate limits); in-process when unset
+    redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
+
     # worker and queue
     # batches in flight per worker process: one sends while another claims or records
     worker_concurrency: int = Field(default=2, ge=1, le=64)

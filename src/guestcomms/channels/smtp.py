@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+from collections.abc import Mapping
+from typing import Any, Self
 
 import aiosmtplib
 
@@ -103,6 +105,29 @@ class SmtpProvider(Provider[OutgoingEmail]):
             pool_size=settings.smtp_pool_size,
             validate_certs=settings.smtp_validate_certs,
         )
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], *, session: object = None) -> Self:
+        """Build from an account's ``{"host", "port"?, "username"?, "password"?,
+        "security"?, "timeout_seconds"?, "pool_size"?, "validate_certs"?}``; ``session`` is
+        unused (SMTP). ``ConfigError`` names a missing or invalid setting."""
+        host = config.get("host")
+        if not host:
+            raise ConfigError("smtp: missing setting 'host'")
+        try:
+            security = SmtpSecurity(config.get("security", SmtpSecurity.NONE))
+            return cls(
+                host=str(host),
+                port=int(config.get("port", 25)),
+                username=config.get("username") or None,
+                password=config.get("password") or None,
+                security=security,
+                timeout_seconds=float(config.get("timeout_seconds", 30.0)),
+                pool_size=int(config.get("pool_size", 8)),
+                validate_certs=bool(config.get("validate_certs", True)),
+            )
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"smtp: invalid setting: {e}") from e
 
     async def send(self, item: OutgoingEmail) -> SendReceipt:
         """Send one email; return a receipt whose id is the item's Message-ID.

@@ -33,6 +33,9 @@ class Contact(Base):
     locale: Mapped[str | None] = mapped_column(String(35), default=None)
     attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     tags: Mapped[list[str]] = mapped_column(JSON, default=list)
+    webhook_url: Mapped[str | None] = mapped_column(String(2000), default=None)
+    # Web Push subscriptions ({endpoint, keys: {p256dh, auth}}) and FCM tokens ({fcm_token})
+    push_subscriptions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now, onupdate=utc_now)
 
 

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+from guestcomms.compliance.models import Suppression
 from guestcomms.contacts.models import Contact, ContactTag
 from guestcomms.db.base import Base
+from guestcomms.inbound.models import InboundEventRecord
+from guestcomms.inbox.models import InboxItem
 from guestcomms.messages.models import Delivery, DeliveryEvent, IdempotencyRecord, Message
 from guestcomms.organizations.models import ApiKey, Organization
 from guestcomms.outbox.models import OutboxMessage
+from guestcomms.providers.models import ChannelRoute, OperationalEvent, ProviderAccount
 from guestcomms.templates.models import Template, TemplateVersion
 
 __all__ = [
     "ApiKey",
     "Base",
+    "ChannelRoute",
     "Contact",
     "ContactTag",
     "Delivery",
     "DeliveryEvent",
     "IdempotencyRecord",
+    "InboundEventRecord",
+    "InboxItem",
     "Message",
+    "OperationalEvent",
     "Organization",
     "OutboxMessage",
+    "ProviderAccount",
+    "Suppression",
     "Template",
     "TemplateVersion",
 ]

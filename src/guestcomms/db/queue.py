@@ -204,7 +204,7 @@ def _detail(outcome: Outcome) -> dict[str, Any] | None:
 
 async def insert_events(
     session: AsyncSession,
-    events: Iterable[tuple[uuid.UUID, uuid.UUID, EventType, dict[str, Any] | None]],
+    events: Iterable[tuple[uuid.UUID, uuid.UUID, EventType | str, dict[str, Any] | None]],
     *,
     now: datetime,
 ) -> None:
@@ -214,7 +214,7 @@ async def insert_events(
             "id": new_id(),
             "organization_id": org_id,
             "delivery_id": delivery_id,
-            "type": event.value,
+            "type": str(event),
             "detail": detail,
             "created_at": now,
         }

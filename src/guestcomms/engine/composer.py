@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.channels.base import OutgoingEmail
 from guestcomms.channels.mime import address_domain
+from guestcomms.compliance.repository import SuppressionRepository
 from guestcomms.contacts.models import Contact
 from guestcomms.db.queue import ClaimedDelivery
 from guestcomms.messages.models import Message
@@ -27,6 +28,10 @@ CACHE_ENTRIES = 4096  # versions and message variables are immutable, so caching
 
 class ComposeError(Exception):
     """A delivery cannot be turned into an email (render failure, no address): permanent."""
+
+
+class BlockedError(ComposeError):
+    """The compliance gate stops this delivery (a suppressed address); recorded as blocked."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +78,36 @@ class Composer:
         contacts = await self._load_contacts(session, batch)
         await self._load_versions(session, batch)
         await self._load_message_variables(session, batch)
-        return [self._compose_one(d, contacts.get(d.contact_id)) for d in batch]
+        suppressed = await self._suppressed(session, batch, contacts)
+        return [
+            BlockedError(f"suppressed: {suppressed[d.id]}")
+            if d.id in suppressed
+            else self._compose_one(d, contacts.get(d.contact_id))
+            for d in batch
+        ]
+
+    async def _suppressed(
+        self,
+        session: AsyncSession,
+        batch: Sequence[ClaimedDelivery],
+        contacts: dict[uuid.UUID, dict[str, Any]],
+    ) -> dict[uuid.UUID, str]:
+        """The deliveries whose address is suppressed on their channel, with the reason."""
+        by_org: dict[uuid.UUID, list[ClaimedDelivery]] = {}
+        for delivery in batch:
+            by_org.setdefault(delivery.organization_id, []).append(delivery)
+        blocked: dict[uuid.UUID, str] = {}
+        for org, deliveries in by_org.items():
+            addresses = {
+                d.id: (contacts.get(d.contact_id) or {}).get("email") or "" for d in deliveries
+            }
+            reasons = await SuppressionRepository(session, org).reasons(
+                "email", [a for a in addresses.values() if a]
+            )
+            for delivery_id, address in addresses.items():
+                if address.lower() in reasons:
+                    blocked[delivery_id] = reasons[address.lower()]
+        return blocked
 
     def _compose_one(
         self, delivery: ClaimedDelivery, contact: dict[str, Any] | None

@@ -12,21 +12,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from guestcomms.channels.base import (
     OutgoingEmail,
-    Provider,
     ProviderError,
     RateLimitedError,
     SendReceipt,
-    SendResult,
     TransientProviderError,
 )
 from guestcomms.db import queue
@@ -34,7 +31,8 @@ from guestcomms.db.queue import ClaimedDelivery, Outcome
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import DeliveryStatus, EventType
 from guestcomms.domain.retry import RetryPolicy
-from guestcomms.engine.composer import ComposeError, Composer
+from guestcomms.engine.composer import BlockedError, ComposeError, Composer
+from guestcomms.engine.dispatch import Dispatched, Dispatcher
 
 log = structlog.get_logger("guestcomms.worker")
 
@@ -61,7 +59,7 @@ class Worker:
         self,
         *,
         session_factory: async_sessionmaker[AsyncSession],
-        providers: Mapping[str, Provider[Any]],
+        dispatcher: Dispatcher,
         composer: Composer,
         retry_policy: RetryPolicy,
         batch_size: int = 200,
@@ -75,7 +73,7 @@ class Worker:
         self._sessions = session_factory
         self._owned_engine = owned_engine
         self._started = False
-        self._providers = providers
+        self._dispatcher = dispatcher
         self._composer = composer
         self._retry = retry_policy
         self._batch_size = batch_size
@@ -99,15 +97,13 @@ class Worker:
     async def start(self) -> None:
         """Start the providers (idempotent). ``run`` and ``async with`` call it."""
         if not self._started:
-            for provider in self._providers.values():
-                await provider.start()
+            await self._dispatcher.directory.start()
             self._started = True
 
     async def close(self) -> None:
         """Close the providers and the engine this worker owns (idempotent)."""
         if self._started:
-            for provider in self._providers.values():
-                await provider.close()
+            await self._dispatcher.directory.close()
             self._started = False
         if self._owned_engine is not None:
             await self._owned_engine.dispose()
@@ -171,17 +167,17 @@ class Worker:
         self.stats.batches += 1
         async with self._sessions() as session:
             composed = await self._composer.compose(session, batch)
-        results: dict[uuid.UUID, SendResult | ComposeError] = {}
-        sendable: dict[str, list[OutgoingEmail]] = {}
+        results: dict[uuid.UUID, Dispatched | ComposeError] = {}
+        sendable: dict[tuple[uuid.UUID, str], list[OutgoingEmail]] = {}
         for delivery, item in zip(batch, composed, strict=True):
             if isinstance(item, ComposeError):
                 results[delivery.id] = item
             else:
-                sendable.setdefault(delivery.channel, []).append(item)
-        for channel, items in sendable.items():
-            provider = self._providers[channel]
-            for item, result in zip(items, await provider.send_batch(items), strict=True):
-                results[item.delivery_id] = result
+                sendable.setdefault((delivery.organization_id, delivery.channel), []).append(item)
+        for (organization_id, channel), items in sendable.items():
+            dispatched = await self._dispatcher.send(organization_id, channel, items)
+            for item, outcome in zip(items, dispatched, strict=True):
+                results[item.delivery_id] = outcome
         outcomes = [self._outcome(d, results[d.id]) for d in batch]
         async with self._sessions() as session, session.begin():
             kept = await queue.record_outcomes(
@@ -189,8 +185,24 @@ class Worker:
             )
         self._count(outcomes, kept)
 
-    def _outcome(self, delivery: ClaimedDelivery, result: SendResult | ComposeError) -> Outcome:
-        provider = self._providers[delivery.channel].name
+    def _outcome(self, delivery: ClaimedDelivery, done: Dispatched | ComposeError) -> Outcome:
+        if isinstance(done, BlockedError):
+            return Outcome(
+                delivery_id=delivery.id,
+                organization_id=delivery.organization_id,
+                status=DeliveryStatus.BLOCKED,
+                event=EventType.BLOCKED,
+                error=str(done),
+            )
+        if isinstance(done, ComposeError):
+            return Outcome(
+                delivery_id=delivery.id,
+                organization_id=delivery.organization_id,
+                status=DeliveryStatus.FAILED,
+                event=EventType.FAILED,
+                error=str(done),
+            )
+        result, provider = done.result, done.provider
         if isinstance(result, SendReceipt):
             return Outcome(
                 delivery_id=delivery.id,
@@ -200,14 +212,6 @@ class Worker:
                 provider=provider,
                 provider_message_id=result.provider_message_id,
             )
-        if isinstance(result, ComposeError):
-            return Outcome(
-                delivery_id=delivery.id,
-                organization_id=delivery.organization_id,
-                status=DeliveryStatus.FAILED,
-                event=EventType.FAILED,
-                error=str(result),
-            )
         return self._failure_outcome(delivery, result, provider=provider)
 
     def _failure_outcome(
@@ -215,7 +219,7 @@ class Worker:
         delivery: ClaimedDelivery,
         error: ProviderError,
         *,
-        provider: str,
+        provider: str | None,
     ) -> Outcome:
         decision = self._retry.decide(
             delivery.attempts,

@@ -28,6 +28,8 @@ class Message(Base):
     template_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("templates.id"))
     template_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("template_versions.id"))
     channel: Mapped[str] = mapped_column(String(20))
+    # channels in order of preference; a recipient without an address for one falls through
+    channels: Mapped[list[str]] = mapped_column(JSON, default=list)
     priority: Mapped[int] = mapped_column(SmallInteger)
     send_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(20))
@@ -56,6 +58,7 @@ class Delivery(Base):
         ),
         Index("ix_deliveries_message", "message_id", "id"),
         Index("ix_deliveries_org_status", "organization_id", "status"),
+        Index("ix_deliveries_provider_message", "organization_id", "provider_message_id"),
         UniqueConstraint("idempotency_key", name="uq_deliveries_idempotency_key"),
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
@@ -41,3 +42,6 @@ class TemplateVersion(Base):
     html: Mapped[str | None] = mapped_column(Text, default=None)
     text: Mapped[str | None] = mapped_column(Text, default=None)
     variables: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # other channels' content: {"sms": {"body"}, "push": {"title", "body", "url"},
+    # "voice": {"say"}, "inapp": {"title", "body", "url"}, "webhook": {"event_type"}}
+    channel_content: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,1 @@
+"""Inbound provider webhooks: verified, normalised and applied to deliveries idempotently."""

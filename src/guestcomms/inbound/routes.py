@@ -1,0 +1,60 @@
+"""``POST /v1/inbound/{provider}/{org}``: provider webhooks (no API key: they are signed)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel
+
+from guestcomms.api.deps import SessionDep
+from guestcomms.api.params import path_id
+from guestcomms.channels.events import InboundRequest, InboundSignatureError
+from guestcomms.channels.inbound import get_parser
+from guestcomms.compliance.repository import SuppressionRepository
+from guestcomms.domain.ids import IdKind
+from guestcomms.inbound.repository import InboundRepository
+from guestcomms.inbound.service import InboundService
+
+router = APIRouter(prefix="/v1/inbound", tags=["inbound"])
+
+
+class InboundResult(BaseModel):
+    """What the webhook did."""
+
+    received: int
+    applied: int
+    duplicates: int
+    unmatched: int
+    suppressed: int
+
+
+@router.post("/{provider}/{organization_id}", summary="Receive a provider's webhook")
+async def receive_webhook(
+    provider: str, organization_id: str, request: Request, session: SessionDep
+) -> InboundResult:
+    """Verify the provider's signature with the organization's secret for it (401 if unsigned
+    or badly signed, and nothing changes), normalise its events, and apply them once each."""
+    parser = get_parser(provider)
+    org = path_id(IdKind.ORGANIZATION, organization_id, what="organization")
+    inbound = InboundRequest(
+        method=request.method,
+        url=str(request.url),
+        headers=dict(request.headers),
+        body=await request.body(),
+    )
+    async with session.begin():
+        repo = InboundRepository(session, org)
+        secret = await repo.webhook_secret(provider)
+        if secret is None:
+            raise InboundSignatureError(f"no {provider} webhook secret is configured")
+        parser.verify(inbound, secret=secret)
+        events = parser.parse(inbound)
+        report = await InboundService(
+            repo=repo, suppressions=SuppressionRepository(session, org)
+        ).apply(events)
+    return InboundResult(
+        received=report.received,
+        applied=report.applied,
+        duplicates=report.duplicates,
+        unmatched=report.unmatched,
+        suppressed=report.suppressed,
+    )

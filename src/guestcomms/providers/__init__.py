@@ -1,0 +1,1 @@
+"""Provider accounts an organization configures per channel, and how they are routed."""
