@@ -264,7 +264,5 @@ async def test_every_route_is_in_the_tenancy_tables(sqlite_url: str) -> None:
             )
         else:
             assert path in UNSCOPED_ROUTES, f"{method} {path} is not classified for tenancy"
-    named = (
-        set(ROUTES_WITH_IDS) | CREATE_ROUTES | SIGNED_ROUTES | {("GET", p) for p in LIST_ROUTES}
-    )
+    named = set(ROUTES_WITH_IDS) | CREATE_ROUTES | SIGNED_ROUTES | {("GET", p) for p in LIST_ROUTES}
     assert not named - routes, f"the tables name routes the app does not have: {named - routes}"
