@@ -28,6 +28,7 @@ from guestcomms.config import Settings
 from guestcomms.contacts import routes as contacts_routes
 from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.db.notify import listen_for_wakeups
+from guestcomms.domain.breaker import BreakerConfig
 from guestcomms.domain.enums import Channel
 from guestcomms.domain.retry import RetryPolicy
 from guestcomms.engine.composer import Composer
@@ -39,6 +40,7 @@ from guestcomms.inbound import routes as inbound_routes
 from guestcomms.messages import delivery_routes
 from guestcomms.messages import routes as messages_routes
 from guestcomms.outbox import routes as outbox_routes
+from guestcomms.providers import routes as providers_routes
 from guestcomms.templates import routes as templates_routes
 from guestcomms.web import pages
 
@@ -82,6 +84,10 @@ def create_worker(
                 sessions=sessions, defaults=build_providers(settings, sessions)
             ),
             limiter=build_rate_limiter(settings),
+            breaker_config=BreakerConfig(
+                failure_threshold=settings.breaker_failure_threshold,
+                cooldown_seconds=settings.breaker_cooldown_seconds,
+            ),
         ),
         composer=Composer(
             sender=settings.email_from,
@@ -150,6 +156,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         messages_routes.router,
         delivery_routes.router,
         inbound_routes.router,
+        providers_routes.router,
         outbox_routes.router,
         pages.router,
     ):

@@ -79,6 +79,8 @@ class Settings(BaseSettings):
     retry_base_seconds: float = Field(default=2.0, gt=0)
     retry_max_seconds: float = Field(default=3600.0, gt=0)
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
+    breaker_failure_threshold: int = Field(default=5, ge=1)  # consecutive transient failures
+    breaker_cooldown_seconds: float = Field(default=30.0, gt=0)  # open -> half-open
 
     # API
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)

@@ -24,6 +24,7 @@ class IdKind(StrEnum):
     DELIVERY = "dlv"
     EVENT = "evt"
     OUTBOX = "obx"
+    PROVIDER = "prv"
 
 
 class InvalidIdError(ValueError):

@@ -99,7 +99,9 @@ class ProviderDirectory:
         if cached is None or time.monotonic() - cached.loaded_at > self._refresh:
             cached = await self._load(organization_id)
             self._orgs[organization_id] = cached
-        routes = cached.routes.get(channel) or self._default_route(channel)
+        routes = (
+            cached.routes[channel] if channel in cached.routes else self._default_route(channel)
+        )
         return routes, cached.strategies.get(channel, Strategy.PRIORITY_FAILOVER)
 
     def forget(self, organization_id: uuid.UUID) -> None:
@@ -124,9 +126,7 @@ class ProviderDirectory:
             accounts = (
                 await session.scalars(
                     select(ProviderAccount).where(
-                        ProviderAccount.organization_id == organization_id,
-                        ProviderAccount.enabled.is_(True),
-                        ProviderAccount.status == "active",
+                        ProviderAccount.organization_id == organization_id
                     )
                 )
             ).all()
@@ -138,9 +138,14 @@ class ProviderDirectory:
             }
         loaded = _OrgRoutes(loaded_at=time.monotonic(), strategies=strategies)
         for account in accounts:
-            route = await self._route_for(account)
-            if route is not None:
-                loaded.routes.setdefault(account.channel, []).append(route)
+            # a channel the organization configured never falls back to the process default,
+            # even when all its accounts are disabled or failing: mail must not leave through
+            # a server the organization did not choose
+            routes = loaded.routes.setdefault(account.channel, [])
+            if account.enabled and account.status == "active":
+                route = await self._route_for(account)
+                if route is not None:
+                    routes.append(route)
         return loaded
 
     async def _route_for(self, account: ProviderAccount) -> Route | None:

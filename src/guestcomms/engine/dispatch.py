@@ -65,7 +65,7 @@ class Dispatcher:
         self._limiter = limiter
         self._router = router or Router()
         self._breaker_config = breaker_config or BreakerConfig()
-        self._clock = clock
+        self.clock = clock
         self.breakers: dict[str, CircuitBreaker] = {}
 
     def breaker(self, key: str) -> CircuitBreaker:
@@ -82,7 +82,7 @@ class Dispatcher:
         by_name = {r.name: r for r in routes}
         breakers = {r.name: self.breaker(r.key) for r in routes}
         plan = self._router.plan(
-            [r.choice for r in routes], strategy=strategy, breakers=breakers, now=self._clock()
+            [r.choice for r in routes], strategy=strategy, breakers=breakers, now=self.clock()
         )
         outcomes: dict[int, Dispatched] = {}
         pending = list(range(len(items)))
@@ -90,7 +90,7 @@ class Dispatcher:
             if not pending:
                 break
             route = by_name[name]
-            if not breakers[name].allow(self._clock()):
+            if not breakers[name].allow(self.clock()):
                 continue
             results = await self._send_via(route, [items[i] for i in pending])
             retry_elsewhere = []
@@ -127,7 +127,7 @@ class Dispatcher:
 
     async def _learn(self, route: Route, results: Sequence[SendResult]) -> None:
         breaker = self.breaker(route.key)
-        now = self._clock()
+        now = self.clock()
         credentials: CredentialsError | None = None
         for result in results:
             if isinstance(result, CredentialsError):

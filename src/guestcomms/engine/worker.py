@@ -73,7 +73,7 @@ class Worker:
         self._sessions = session_factory
         self._owned_engine = owned_engine
         self._started = False
-        self._dispatcher = dispatcher
+        self.dispatcher = dispatcher
         self._composer = composer
         self._retry = retry_policy
         self._batch_size = batch_size
@@ -97,13 +97,13 @@ class Worker:
     async def start(self) -> None:
         """Start the providers (idempotent). ``run`` and ``async with`` call it."""
         if not self._started:
-            await self._dispatcher.directory.start()
+            await self.dispatcher.directory.start()
             self._started = True
 
     async def close(self) -> None:
         """Close the providers and the engine this worker owns (idempotent)."""
         if self._started:
-            await self._dispatcher.directory.close()
+            await self.dispatcher.directory.close()
             self._started = False
         if self._owned_engine is not None:
             await self._owned_engine.dispose()
@@ -175,7 +175,7 @@ class Worker:
             else:
                 sendable.setdefault((delivery.organization_id, delivery.channel), []).append(item)
         for (organization_id, channel), items in sendable.items():
-            dispatched = await self._dispatcher.send(organization_id, channel, items)
+            dispatched = await self.dispatcher.send(organization_id, channel, items)
             for item, outcome in zip(items, dispatched, strict=True):
                 results[item.delivery_id] = outcome
         outcomes = [self._outcome(d, results[d.id]) for d in batch]

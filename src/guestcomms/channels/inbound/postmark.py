@@ -99,7 +99,9 @@ def parse(request: InboundRequest) -> list[ProviderEvent]:
         raise InboundPayloadError("A Postmark webhook body is a JSON object with RecordType.")
     metadata = object_or_empty(record.get("Metadata"))
     occurred = next((record[f] for f in _TIME_FIELDS if record.get(f)), None)
-    bounce_id = record.get("ID")  # bounce and spam-complaint records have a unique ID
+    # bounce and spam-complaint records carry an ID; a complaint about a message can share
+    # the ID of its bounce record, so the record type is part of the event's identity
+    bounce_id = record.get("ID")
     details = text_or_none(record.get("Details"))
     return [
         ProviderEvent(
@@ -108,7 +110,9 @@ def parse(request: InboundRequest) -> list[ProviderEvent]:
             provider_message_id=text_or_none(record.get("MessageID")),
             recipient=text_or_none(record.get("Email")) or text_or_none(record.get("Recipient")),
             occurred_at=parse_timestamp(occurred),
-            event_id=f"bounce:{bounce_id}" if bounce_id else stable_event_id(record),
+            event_id=(
+                f"{record.get('RecordType')}:{bounce_id}" if bounce_id else stable_event_id(record)
+            ),
             reason=details or text_or_none(record.get("Description")),
             bounce_code=enhanced_status_code(details),
             error_code=text_or_none(record.get("TypeCode")),

@@ -1,0 +1,301 @@
+"""``python -m bench``: run the benchmarks and print their figures as tables.
+
+Runs, selectable with ``--only`` (comma-separated, or repeated):
+
+- ``smtp-ceiling``: a bare aiosmtplib client against the SMTP sink, on asyncio and uvloop;
+- ``sqlite-outbox``, ``sqlite-smtp``: ``guestcomms serve`` on a fresh SQLite file;
+- ``postgres-outbox``, ``postgres-smtp``: ``guestcomms api`` + ``guestcomms worker`` on a
+  fresh PostgreSQL database (skipped, with the reason, when the server cannot be reached).
+
+``--recipients N`` sizes every run (default 10,000); ``--profile RUN`` records the worker of
+that run with py-spy and prints where its time went. Exit status 1 if any run failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import json
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from bench import e2e
+from bench.ceiling import CeilingResult
+from bench.procs import BenchError, child_env, read_ready_line, start, start_sink
+from bench.profiling import ProfileSummary
+from bench.report import ceiling_table, e2e_table, machine, make_console, profile_tables
+from bench.smtp_sink import read_stats
+from bench.stores import DEFAULT_ADMIN_DSN, postgres_reachable
+
+CEILING = "smtp-ceiling"
+RUNS = (CEILING, *(s.name for s in e2e.SCENARIOS))
+CEILING_LOOPS = ("asyncio", "uvloop")
+CEILING_TIMEOUT_SECONDS = 180.0
+
+console = make_console()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line; ``--only`` and ``--profile`` are checked against the run names."""
+    parser = argparse.ArgumentParser(
+        prog="python -m bench", description="guestcomms benchmarks (see docs/performance.md)"
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="RUN[,RUN]",
+        help=f"runs to do (default all): {', '.join(RUNS)}",
+    )
+    parser.add_argument("--recipients", type=int, default=10_000, help="per run (default 10000)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=8,
+        help="SMTP connections: the ceiling's, and the provider pool size (default 8)",
+    )
+    parser.add_argument(
+        "--profile",
+        action="append",
+        default=[],
+        metavar="RUN",
+        help="record this run's worker with py-spy (needs py-spy in the venv)",
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=180.0, help="seconds allowed for each waiting phase"
+    )
+    parser.add_argument("--postgres", default=DEFAULT_ADMIN_DSN, help="admin DSN (database test)")
+    parser.add_argument("--out", type=Path, help="keep logs and profiles in this folder")
+    args = parser.parse_args(argv)
+    args.only = [n.strip() for item in args.only for n in item.split(",") if n.strip()] or list(
+        RUNS
+    )
+    args.profile = [n.strip() for item in args.profile for n in item.split(",") if n.strip()]
+    for name in [*args.only, *args.profile]:
+        if name not in RUNS:
+            parser.error(f"unknown run {name!r}; choose from {', '.join(RUNS)}")
+    for name in args.profile:
+        if name == CEILING:
+            parser.error("--profile takes an end-to-end run, not the ceiling")
+        if name not in args.only:
+            args.only.append(name)
+    if args.recipients < 1 or args.connections < 1:
+        parser.error("--recipients and --connections must be at least 1")
+    return args
+
+
+async def run_ceiling(
+    *, port: int, loop: str, messages: int, connections: int, workdir: Path
+) -> CeilingResult:
+    """Run the bare-client ceiling in a child process; check the sink got every message."""
+    before = await asyncio.to_thread(read_stats, port)
+    child = await start(
+        f"ceiling-{loop}",
+        [
+            sys.executable,
+            "-m",
+            "bench.ceiling",
+            "--port",
+            str(port),
+            "--messages",
+            str(messages),
+            "--connections",
+            str(connections),
+            "--loop",
+            loop,
+        ],
+        env=child_env({}),
+        log_dir=workdir,
+        stdout_pipe=True,
+    )
+    try:
+        line = await read_ready_line(child, prefix="RESULT", within=CEILING_TIMEOUT_SECONDS)
+    finally:
+        await child.stop()
+    result = CeilingResult(**json.loads(line))
+    got = (await asyncio.to_thread(read_stats, port)).messages - before.messages
+    if got != result.messages:
+        raise BenchError(f"the sink counted {got} messages, the client sent {result.messages}")
+    return result
+
+
+@dataclass
+class Findings:
+    """Everything measured in one bench invocation."""
+
+    ok: bool = True
+    ceilings: list[CeilingResult] = field(default_factory=list)
+    results: list[e2e.E2EResult] = field(default_factory=list)
+    profiles: list[tuple[str, ProfileSummary, Path]] = field(default_factory=list)
+
+    def failed(self, scenario: e2e.Scenario, recipients: int, error: str) -> None:
+        """Record a run that could not happen."""
+        self.ok = False
+        result = e2e.E2EResult(scenario=scenario, recipients=recipients)
+        result.error = error
+        self.results.append(result)
+
+
+async def ceilings(args: argparse.Namespace, sink_port: int, found: Findings) -> None:
+    """The raw SMTP ceiling on each event loop."""
+    for loop in CEILING_LOOPS:
+        started = time.monotonic()
+        try:
+            ceiling = await run_ceiling(
+                port=sink_port,
+                loop=loop,
+                messages=args.recipients,
+                connections=args.connections,
+                workdir=args.workdir,
+            )
+        except BenchError as e:
+            found.ok = False
+            console.print(f"[red]  {CEILING} ({loop}) failed:[/] {e}")
+            continue
+        found.ceilings.append(ceiling)
+        console.print(
+            f"  {CEILING} ({loop}): {ceiling.rate:,.0f} msgs/s "
+            f"[dim]({time.monotonic() - started:.0f}s)[/]"
+        )
+
+
+async def seed_and_run(
+    args: argparse.Namespace,
+    scenarios: list[e2e.Scenario],
+    sink_port: int | None,
+    found: Findings,
+) -> None:
+    """Seed each kind of database the scenarios need (in parallel: the import is slow and
+    not what is measured), then run each scenario, one at a time, on a copy of its seed."""
+    options = e2e.RunOptions(
+        recipients=args.recipients,
+        connections=args.connections,
+        timeout=args.timeout,
+        admin_dsn=args.postgres,
+        workdir=args.workdir,
+    )
+    kinds = []
+    for kind in ("sqlite", "postgres"):
+        of_kind = [s for s in scenarios if s.store == kind]
+        if not of_kind:
+            continue
+        if kind == "postgres" and (down := await postgres_reachable(args.postgres)):
+            for scenario in of_kind:
+                found.failed(scenario, args.recipients, f"PostgreSQL unreachable: {down}")
+            continue
+        kinds.append(kind)
+    started = time.monotonic()
+    async with contextlib.AsyncExitStack() as stack:
+        seeds = await asyncio.gather(
+            *(stack.enter_async_context(e2e.seeded(kind, options)) for kind in kinds),
+            return_exceptions=True,
+        )
+        for kind, seed in zip(kinds, seeds, strict=True):
+            of_kind = [s for s in scenarios if s.store == kind]
+            if isinstance(seed, BaseException):
+                console.print(f"[red]  seeding {kind} failed:[/] {seed}")
+                for scenario in of_kind:
+                    found.failed(scenario, args.recipients, f"seeding failed: {seed}")
+                continue
+            console.print(
+                f"  seeded {kind}: {args.recipients:,} contacts imported in "
+                f"{seed.import_seconds:.1f}s [dim]({time.monotonic() - started:.0f}s)[/]"
+            )
+        for kind, seed in zip(kinds, seeds, strict=True):
+            if isinstance(seed, e2e.Seed):
+                for scenario in (s for s in scenarios if s.store == kind):
+                    await one_run(args, scenario, seed, options, sink_port, found)
+
+
+async def one_run(
+    args: argparse.Namespace,
+    scenario: e2e.Scenario,
+    seed: e2e.Seed,
+    options: e2e.RunOptions,
+    sink_port: int | None,
+    found: Findings,
+) -> None:
+    """One end-to-end run, profiled if asked."""
+    started = time.monotonic()
+    if scenario.name in args.profile:
+        options = dataclasses.replace(options, profile_dir=args.workdir / "profiles")
+    result, profiler = await e2e.run(scenario, seed, options, sink_port=sink_port)
+    found.results.append(result)
+    if result.error is not None:
+        found.ok = False
+        console.print(f"[red]  {scenario.name} failed:[/] {result.error}")
+        return
+    console.print(
+        f"  {scenario.name}: {result.end_to_end_rate:,.0f} msgs/s end to end "
+        f"[dim]({time.monotonic() - started:.0f}s)[/]"
+    )
+    if profiler is not None:
+        try:
+            found.profiles.append((scenario.name, profiler.summary(), profiler.output))
+        except BenchError as e:
+            console.print(f"[red]  profile of {scenario.name}: {e}[/]")
+
+
+def print_findings(args: argparse.Namespace, found: Findings) -> None:
+    """The tables."""
+    if found.results:
+        console.print(e2e_table(found.results, recipients=args.recipients))
+    table = ceiling_table(found.ceilings, found.results)
+    if table is not None:
+        console.print(table)
+    for name, summary, path in found.profiles:
+        console.print(f"py-spy samples of the {name} worker: {path}", highlight=False)
+        for t in profile_tables(name, summary):
+            console.print(t)
+
+
+async def bench(args: argparse.Namespace) -> bool:
+    """Run what ``args`` asks for, print the tables; return whether every run succeeded."""
+    console.print(f"[bold]guestcomms bench[/]  {machine()}")
+    console.print(f"recipients {args.recipients:,}; logs in {args.workdir}", highlight=False)
+    found = Findings()
+    scenarios = [s for s in e2e.SCENARIOS if s.name in args.only]
+    needs_sink = CEILING in args.only or any(s.sink == "smtp" for s in scenarios)
+    async with contextlib.AsyncExitStack() as stack:
+        sink_port = None
+        if needs_sink:
+            sink, sink_port = await start_sink(args.workdir)
+            stack.push_async_callback(sink.stop)
+        if CEILING in args.only and sink_port is not None:
+            await ceilings(args, sink_port, found)
+        if scenarios:
+            await seed_and_run(args, scenarios, sink_port, found)
+    print_findings(args, found)
+    return found.ok
+
+
+def main() -> None:
+    """Entry point of ``python -m bench``."""
+    args = parse_args()
+    keep = args.out is not None or bool(args.profile)
+    workdir = args.out or Path(tempfile.mkdtemp(prefix="gc-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    args.workdir = workdir
+    started = time.monotonic()
+    ok = False
+    try:
+        ok = asyncio.run(bench(args))
+    except KeyboardInterrupt:
+        console.print("[red]interrupted[/]")
+    finally:
+        console.print(f"[dim]bench took {time.monotonic() - started:.0f}s[/]")
+        if ok and not keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:
+            console.print(f"logs kept in {workdir}", highlight=False)
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
