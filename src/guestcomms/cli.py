@@ -21,6 +21,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
+import uvloop
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -89,9 +90,10 @@ def settings_or_exit() -> Settings:
 
 
 def run_async(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine, turning our errors into one line and exit 1."""
+    """Run a coroutine on uvloop (as uvicorn runs the API), turning our errors into one line
+    and exit 1."""
     try:
-        return asyncio.run(factory())  # type: ignore[arg-type]
+        return uvloop.run(factory())  # type: ignore[arg-type]
     except GuestcommsError as e:
         raise fail(str(e)) from None
 

@@ -41,6 +41,14 @@ class _VersionContent:
     text: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What :meth:`Composer.load` read for one batch."""
+
+    contacts: dict[uuid.UUID, dict[str, Any]]
+    suppressed: dict[uuid.UUID, str]
+
+
 class _Lru(OrderedDict[uuid.UUID, Any]):
     def remember(self, key: uuid.UUID, value: Any) -> None:
         self[key] = value
@@ -71,18 +79,25 @@ class Composer:
         self._versions: _Lru = _Lru()
         self._message_variables: _Lru = _Lru()
 
-    async def compose(
-        self, session: AsyncSession, batch: Sequence[ClaimedDelivery]
-    ) -> list[OutgoingEmail | ComposeError]:
-        """One email or one :class:`ComposeError` per claimed delivery, in order."""
+    async def load(self, session: AsyncSession, batch: Sequence[ClaimedDelivery]) -> Loaded:
+        """Read what rendering ``batch`` needs, in a few queries. Call :meth:`render` after
+        the session is closed: on SQLite an open transaction holds the write lock, and other
+        lanes should be able to claim and record while this one renders."""
         contacts = await self._load_contacts(session, batch)
         await self._load_versions(session, batch)
         await self._load_message_variables(session, batch)
-        suppressed = await self._suppressed(session, batch, contacts)
+        return Loaded(
+            contacts=contacts, suppressed=await self._suppressed(session, batch, contacts)
+        )
+
+    def render(
+        self, batch: Sequence[ClaimedDelivery], loaded: Loaded
+    ) -> list[OutgoingEmail | ComposeError]:
+        """One email or one :class:`ComposeError` per claimed delivery, in order."""
         return [
-            BlockedError(f"suppressed: {suppressed[d.id]}")
-            if d.id in suppressed
-            else self._compose_one(d, contacts.get(d.contact_id))
+            BlockedError(f"suppressed: {loaded.suppressed[d.id]}")
+            if d.id in loaded.suppressed
+            else self._compose_one(d, loaded.contacts.get(d.contact_id))
             for d in batch
         ]
 

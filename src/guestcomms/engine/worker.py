@@ -166,7 +166,8 @@ class Worker:
         self.stats.claimed += len(batch)
         self.stats.batches += 1
         async with self._sessions() as session:
-            composed = await self._composer.compose(session, batch)
+            loaded = await self._composer.load(session, batch)
+        composed = self._composer.render(batch, loaded)
         results: dict[uuid.UUID, Dispatched | ComposeError] = {}
         sendable: dict[tuple[uuid.UUID, str], list[OutgoingEmail]] = {}
         for delivery, item in zip(batch, composed, strict=True):
