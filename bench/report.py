@@ -122,8 +122,8 @@ def ceiling_table(ceilings: Sequence[CeilingResult], results: Sequence[E2EResult
     for r in results:
         if r.scenario.sink != "smtp" or r.error is not None:
             continue
-        # `serve` runs under uvicorn, which picks uvloop; `guestcomms worker` uses asyncio.run.
-        loop = "uvloop" if r.scenario.store == "sqlite" else "asyncio"
+        # `serve` runs under uvicorn, which picks uvloop; `guestcomms worker` uses uvloop.run.
+        loop = "uvloop"
         ceiling = by_loop.get(loop) or ceilings[0]
         for what, rate in (("end to end", r.end_to_end_rate), ("worker", r.worker_rate)):
             if rate is None:
@@ -141,7 +141,7 @@ def ceiling_table(ceilings: Sequence[CeilingResult], results: Sequence[E2EResult
             )
     table.caption = (
         f"Target: end to end >= {SMTP_TARGET_RATIO:.0%} of the ceiling on the same event loop "
-        "(serve runs on uvloop, `guestcomms worker` on the stdlib loop)."
+        "(serve and `guestcomms worker` both run on uvloop)."
     )
     return table
 

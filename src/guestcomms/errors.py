@@ -11,7 +11,10 @@
     ├── AuthenticationError          a missing, malformed or unknown API key (401)
     ├── PermissionDeniedError        the key lacks the scope for this route (403)
     ├── PayloadTooLargeError         the request body is over the limit (413)
-    └── ProviderError                a provider refused or failed a send (see channels.base)
+    ├── ProviderError                a provider refused or failed a send (see channels.base)
+    ├── InboundSignatureError        a provider webhook is unsigned or badly signed (401,
+    │                                channels.events); InboundPayloadError: unreadable (422)
+    └── RateLimitWaitTooLongError    a provider's rate allows no send soon (engine.ratelimit)
 
 Each class's docstring is its default message. The API maps them to RFC 9457 problem
 documents in one place (``api.problems``); the CLI prints ``str(error)`` and exits non-zero.
