@@ -22,12 +22,14 @@ from guestcomms.api.limits import BodySizeLimitMiddleware
 from guestcomms.api.problems import install_problem_handlers
 from guestcomms.api.runtime import Runtime
 from guestcomms.channels.base import Provider
+from guestcomms.channels.inapp import NOTIFY_CHANNEL as INBOX_NOTIFY_CHANNEL
+from guestcomms.channels.inapp import InAppProvider, InboxBroker
 from guestcomms.channels.outbox import OutboxProvider
 from guestcomms.channels.smtp import SmtpProvider
 from guestcomms.config import Settings
 from guestcomms.contacts import routes as contacts_routes
 from guestcomms.db.engine import create_engine, create_session_factory
-from guestcomms.db.notify import listen_for_wakeups
+from guestcomms.db.notify import listen, listen_for_wakeups
 from guestcomms.domain.breaker import BreakerConfig
 from guestcomms.domain.enums import Channel
 from guestcomms.domain.retry import RetryPolicy
@@ -37,6 +39,7 @@ from guestcomms.engine.dispatch import Dispatcher
 from guestcomms.engine.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from guestcomms.engine.worker import Worker
 from guestcomms.inbound import routes as inbound_routes
+from guestcomms.inbox import routes as inbox_routes
 from guestcomms.messages import delivery_routes
 from guestcomms.messages import routes as messages_routes
 from guestcomms.outbox import routes as outbox_routes
@@ -46,15 +49,20 @@ from guestcomms.web import pages
 
 
 def build_providers(
-    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    broker: InboxBroker | None = None,
 ) -> dict[str, Provider[Any]]:
-    """One provider per channel: SMTP when a host is configured, else the dev outbox."""
+    """The process's default providers, for organizations that configured none: SMTP when a
+    host is configured, else the dev outbox; and the in-app inbox."""
     email: Provider[Any]
     if settings.smtp_host:
         email = SmtpProvider.from_settings(settings)
     else:
         email = OutboxProvider(session_factory=sessions)
-    return {Channel.EMAIL.value: email}
+    inapp = InAppProvider(session_factory=sessions, broker=broker or InboxBroker())
+    return {Channel.EMAIL.value: email, Channel.INAPP.value: inapp}
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:
@@ -69,6 +77,7 @@ def create_worker(
     *,
     engine: AsyncEngine | None = None,
     wake: asyncio.Event | None = None,
+    broker: InboxBroker | None = None,
 ) -> Worker:
     """The send loop, on its own engine unless one is shared (``serve``).
 
@@ -81,7 +90,7 @@ def create_worker(
         session_factory=sessions,
         dispatcher=Dispatcher(
             directory=ProviderDirectory(
-                sessions=sessions, defaults=build_providers(settings, sessions)
+                sessions=sessions, defaults=build_providers(settings, sessions, broker=broker)
             ),
             limiter=build_rate_limiter(settings),
             breaker_config=BreakerConfig(
@@ -122,19 +131,30 @@ async def run_worker(worker: Worker, settings: Settings) -> None:
 def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
     """The HTTP API. With ``embedded_worker`` the app also runs a worker in its lifespan."""
     engine = create_engine(settings.database_url)
-    runtime = Runtime(settings=settings, engine=engine, sessions=create_session_factory(engine))
+    runtime = Runtime(
+        settings=settings,
+        engine=engine,
+        sessions=create_session_factory(engine),
+        inbox=InboxBroker(),
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         worker_task: asyncio.Task[None] | None = None
         worker: Worker | None = None
         if embedded_worker:
-            worker = create_worker(settings, engine=engine)
+            worker = create_worker(settings, engine=engine, broker=runtime.inbox)
             runtime.wake_workers = worker.wake.set
             worker_task = asyncio.create_task(run_worker(worker, settings))
+        # in-app items sent by workers in other processes reach this process's streams
+        stop_listening = await listen(
+            settings.database_url, {INBOX_NOTIFY_CHANNEL: runtime.inbox.publish_notification}
+        )
         try:
             yield
         finally:
+            if stop_listening is not None:
+                await stop_listening()
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
@@ -157,6 +177,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         delivery_routes.router,
         inbound_routes.router,
         providers_routes.router,
+        inbox_routes.router,
         outbox_routes.router,
         pages.router,
     ):

@@ -1,5 +1,6 @@
-"""The ``guestcomms`` command: run the server or worker, migrate, issue keys, read the outbox,
-and ``demo``, which sends a sample wedding invitation to 150 guests through the real pipeline.
+"""The ``guestcomms`` command: run the server, worker or bounce listener, migrate, issue keys,
+read the outbox, and ``demo``, which sends a sample wedding invitation to 150 guests through
+the real pipeline.
 
 Every command reads settings the same way (environment, optional TOML file); a bad setting
 or bad input prints one line to stderr and exits non-zero.
@@ -42,6 +43,7 @@ from guestcomms.db import migrate
 from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.domain.enums import DeliveryStatus
 from guestcomms.domain.ids import IdKind, to_public
+from guestcomms.engine.bounces import BounceListener
 from guestcomms.errors import GuestcommsError, ValidationFailedError
 from guestcomms.logging import configure_logging
 from guestcomms.messages.repository import MessageRepository
@@ -134,6 +136,32 @@ def worker() -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, instance.stop)
         await run_worker(instance, settings)
+
+    run_async(main)
+
+
+@app.command()
+def bounces(host: Host = "127.0.0.1", port: Port = 2525) -> None:
+    """Receive bounce and complaint reports by SMTP for the bounce domain, until SIGTERM or
+    SIGINT (point the bounce domain's MX here; --host 0.0.0.0 to listen on every interface)."""
+    settings = settings_or_exit()
+    domain = settings.bounce_domain
+    if not domain:
+        raise fail("bounce_domain is not set (GUESTCOMMS_BOUNCE_DOMAIN)")
+
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        stopping = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stopping.set)
+        try:
+            sessions = create_session_factory(engine)
+            async with BounceListener(host, port, sessions=sessions, bounce_domain=domain):
+                console.print(f"receiving bounces for {domain} on {host}:{port}", highlight=False)
+                await stopping.wait()
+        finally:
+            await engine.dispose()
 
     run_async(main)
 

@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     email_from: str = "Guestcomms <noreply@guestcomms.localhost>"
     email_reply_to: str | None = None
     message_id_domain: str | None = None  # defaults to the From address's domain
+    # When set, SMTP sends use a VERP return path bounces+dlv_<hex>@<bounce_domain> and
+    # `guestcomms bounces` accepts the DSNs and complaint reports sent to it.
+    bounce_domain: str | None = None
 
     # shared state between processes (provider rate limits); in-process when unset
     redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0

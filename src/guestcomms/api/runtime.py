@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from guestcomms.channels.inapp import InboxBroker
 from guestcomms.config import Settings
 
 
@@ -21,4 +22,5 @@ class Runtime:
     settings: Settings
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
+    inbox: InboxBroker = field(default_factory=InboxBroker)
     wake_workers: Callable[[], None] = field(default=_no_wake)

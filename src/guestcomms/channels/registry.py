@@ -15,12 +15,18 @@ from typing import Any, Protocol
 import aiohttp
 
 from guestcomms.channels.base import Provider
+from guestcomms.channels.fcm import FcmProvider
 from guestcomms.channels.mailgun import MailgunProvider
 from guestcomms.channels.postmark import PostmarkProvider
 from guestcomms.channels.resend import ResendProvider
 from guestcomms.channels.sendgrid import SendGridProvider
 from guestcomms.channels.ses import SesProvider
 from guestcomms.channels.smtp import SmtpProvider
+from guestcomms.channels.twilio_sms import TwilioSmsProvider
+from guestcomms.channels.twilio_voice import TwilioVoiceProvider
+from guestcomms.channels.vonage_sms import VonageSmsProvider
+from guestcomms.channels.webhook import WebhookProvider
+from guestcomms.channels.webpush import WebPushProvider
 from guestcomms.domain.enums import Channel
 from guestcomms.errors import ValidationFailedError
 
@@ -58,6 +64,12 @@ KINDS: Mapping[str, ProviderKind] = MappingProxyType(
             ProviderKind("resend", Channel.EMAIL, ResendProvider),
             ProviderKind("mailgun", Channel.EMAIL, MailgunProvider),
             ProviderKind("postmark", Channel.EMAIL, PostmarkProvider),
+            ProviderKind("webhook", Channel.WEBHOOK, WebhookProvider),
+            ProviderKind("webpush", Channel.PUSH, WebPushProvider),
+            ProviderKind("fcm", Channel.PUSH, FcmProvider),
+            ProviderKind("twilio_sms", Channel.SMS, TwilioSmsProvider),
+            ProviderKind("vonage_sms", Channel.SMS, VonageSmsProvider),
+            ProviderKind("twilio_voice", Channel.VOICE, TwilioVoiceProvider),
         )
     }
 )

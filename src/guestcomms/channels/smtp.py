@@ -36,6 +36,7 @@ from guestcomms.channels.base import (
     TransientProviderError,
 )
 from guestcomms.channels.mime import address_spec, build_email_bytes
+from guestcomms.channels.verp import return_path
 from guestcomms.config import Settings, SmtpSecurity
 from guestcomms.errors import ConfigError
 
@@ -67,11 +68,14 @@ class SmtpProvider(Provider[OutgoingEmail]):
         pool_size: int = 8,
         validate_certs: bool = True,
         tls_context: ssl.SSLContext | None = None,
+        bounce_domain: str | None = None,
     ) -> None:
         """Configure the relay; no connection is opened until the first send.
 
         ``tls_context``, when given, is used as it is for TLS and STARTTLS (``validate_certs``
-        is then ignored); tests pass one that trusts their own certificate.
+        is then ignored); tests pass one that trusts their own certificate. ``bounce_domain``,
+        when given, makes each envelope sender the delivery's VERP address
+        (:mod:`guestcomms.channels.verp`) instead of the From address.
         """
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
@@ -84,6 +88,7 @@ class SmtpProvider(Provider[OutgoingEmail]):
         self._timeout_seconds = timeout_seconds
         self._validate_certs = validate_certs
         self._tls_context = tls_context
+        self._bounce_domain = bounce_domain
         self._slots = asyncio.Semaphore(pool_size)
         self._idle: list[aiosmtplib.SMTP] = []  # a stack: the most recently used on top
         self._local_hostname: str | None = None  # learnt on the first connection
@@ -104,13 +109,14 @@ class SmtpProvider(Provider[OutgoingEmail]):
             timeout_seconds=settings.smtp_timeout_seconds,
             pool_size=settings.smtp_pool_size,
             validate_certs=settings.smtp_validate_certs,
+            bounce_domain=settings.bounce_domain,
         )
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any], *, session: object = None) -> Self:
         """Build from an account's ``{"host", "port"?, "username"?, "password"?,
-        "security"?, "timeout_seconds"?, "pool_size"?, "validate_certs"?}``; ``session`` is
-        unused (SMTP). ``ConfigError`` names a missing or invalid setting."""
+        "security"?, "timeout_seconds"?, "pool_size"?, "validate_certs"?, "bounce_domain"?}``;
+        ``session`` is unused (SMTP). ``ConfigError`` names a missing or invalid setting."""
         host = config.get("host")
         if not host:
             raise ConfigError("smtp: missing setting 'host'")
@@ -125,6 +131,7 @@ class SmtpProvider(Provider[OutgoingEmail]):
                 timeout_seconds=float(config.get("timeout_seconds", 30.0)),
                 pool_size=int(config.get("pool_size", 8)),
                 validate_certs=bool(config.get("validate_certs", True)),
+                bounce_domain=config.get("bounce_domain") or None,
             )
         except (TypeError, ValueError) as e:
             raise ConfigError(f"smtp: invalid setting: {e}") from e
@@ -136,7 +143,11 @@ class SmtpProvider(Provider[OutgoingEmail]):
         describes.
         """
         try:
-            envelope_sender = address_spec(item.sender)
+            envelope_sender = (
+                return_path(delivery_id=item.delivery_id, bounce_domain=self._bounce_domain)
+                if self._bounce_domain
+                else address_spec(item.sender)
+            )
             data = build_email_bytes(item)
         except ValueError as e:
             raise PermanentProviderError(f"invalid message: {e}") from e

@@ -5,7 +5,7 @@ there is one process, and the API wakes the worker in-process instead.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 import asyncpg
@@ -27,9 +27,18 @@ async def notify_workers(session: AsyncSession) -> None:
 async def listen_for_wakeups(
     database_url: str, on_wake: Callable[[], None]
 ) -> Callable[[], Awaitable[None]] | None:
-    """Call ``on_wake`` on every notification; return a coroutine function that stops it.
+    """Call ``on_wake`` on every wake-up notification; see :func:`listen`."""
+    return await listen(database_url, {CHANNEL: lambda _payload: on_wake()})
 
-    Returns ``None`` on SQLite, or when the connection cannot be made (workers then poll).
+
+async def listen(
+    database_url: str, handlers: Mapping[str, Callable[[str], None]]
+) -> Callable[[], Awaitable[None]] | None:
+    """Call each channel's handler with every notification's payload, on one dedicated
+    connection; return a coroutine function that stops listening.
+
+    Returns ``None`` on SQLite, or when the connection cannot be made (callers then poll or
+    miss cross-process announcements, and say so in the log).
     """
     url = make_url(database_url)
     if url.get_backend_name() != "postgresql":
@@ -41,12 +50,17 @@ async def listen_for_wakeups(
         log.warning("notify.listen_failed", error=str(e))
         return None
 
-    def _callback(*_: Any) -> None:
-        on_wake()
-
-    await connection.add_listener(CHANNEL, _callback)
+    for channel, handler in handlers.items():
+        await connection.add_listener(channel, _adapt(handler))
 
     async def stop() -> None:
         await connection.close()
 
     return stop
+
+
+def _adapt(handler: Callable[[str], None]) -> Callable[..., None]:
+    def callback(_connection: Any, _pid: int, _channel: str, payload: str) -> None:
+        handler(payload)
+
+    return callback

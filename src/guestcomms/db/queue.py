@@ -56,6 +56,8 @@ class Outcome:
     provider_message_id: str | None = None
     error: str | None = None
     detail: dict[str, Any] | None = None
+    channel: str | None = None  # the channel it went out on, when not the delivery's first
+    skipped: tuple[dict[str, str], ...] = ()  # channels passed over, each with the reason
 
 
 _RETURNING = (
@@ -158,6 +160,7 @@ async def record_outcomes(
         .values(
             status=bindparam("b_status"),
             send_at=func.coalesce(bindparam("b_send_at", type_=_t.c.send_at.type), _t.c.send_at),
+            channel=func.coalesce(bindparam("b_channel", type_=_t.c.channel.type), _t.c.channel),
             provider=bindparam("b_provider"),
             provider_message_id=bindparam("b_provider_message_id"),
             last_error=bindparam("b_error"),
@@ -174,6 +177,7 @@ async def record_outcomes(
                 "b_id": o.delivery_id,
                 "b_status": o.status.value,
                 "b_send_at": o.send_at,
+                "b_channel": o.channel,
                 "b_provider": o.provider,
                 "b_provider_message_id": o.provider_message_id,
                 "b_error": o.error,
@@ -199,6 +203,10 @@ def _detail(outcome: Outcome) -> dict[str, Any] | None:
         detail["error"] = outcome.error
     if outcome.status is DeliveryStatus.RETRYING and outcome.send_at:
         detail["retry_at"] = outcome.send_at.isoformat()
+    if outcome.channel:
+        detail["channel"] = outcome.channel
+    if outcome.skipped:
+        detail["skipped_channels"] = list(outcome.skipped)
     return detail or None
 
 

@@ -9,6 +9,11 @@ class Channel(StrEnum):
     """A way of reaching a contact."""
 
     EMAIL = "email"
+    SMS = "sms"
+    VOICE = "voice"
+    PUSH = "push"
+    WEBHOOK = "webhook"
+    INAPP = "inapp"
 
 
 class Priority(IntEnum):
@@ -74,3 +79,5 @@ class EventType(StrEnum):
     BLOCKED = "blocked"
     RELEASED = "released"
     REPLAYED = "replayed"
+    READ = "read"  # an in-app message was opened
+    ACKNOWLEDGED = "acknowledged"  # an in-app message was acknowledged by the guest

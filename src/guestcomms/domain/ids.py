@@ -25,6 +25,7 @@ class IdKind(StrEnum):
     EVENT = "evt"
     OUTBOX = "obx"
     PROVIDER = "prv"
+    INBOX = "inb"
 
 
 class InvalidIdError(ValueError):

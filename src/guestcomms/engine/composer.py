@@ -1,33 +1,62 @@
-"""Turns claimed deliveries into provider-ready emails: loads what rendering needs in bulk,
-renders through the template sandbox (compiled once per immutable version), and builds the
-:class:`~guestcomms.channels.base.OutgoingEmail` with its deterministic Message-ID.
+"""Turns claimed deliveries into provider-ready items, on whichever channel reaches the guest.
+
+For each delivery the composer picks the channel: the delivery's own, or, when the contact has
+no address for it, the next one in the message's order of preference (push, then SMS, then
+email...), remembering why each was skipped. It blocks an address suppressed on that channel,
+then renders the template version's content for the channel in the sandbox (compiled once per
+version and channel) and builds the channel's item: an email with its deterministic
+Message-ID, an SMS, a call, a push notification or an in-app message.
+
+Loading (three or four queries per batch) happens in a session; rendering after it closes.
 """
 
 from __future__ import annotations
 
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guestcomms.channels.base import OutgoingEmail
+from guestcomms.channels.base import (
+    OutgoingCall,
+    OutgoingEmail,
+    OutgoingInApp,
+    OutgoingItem,
+    OutgoingPush,
+    OutgoingSms,
+    PushSubscription,
+)
 from guestcomms.channels.mime import address_domain
 from guestcomms.compliance.repository import SuppressionRepository
 from guestcomms.contacts.models import Contact
 from guestcomms.db.queue import ClaimedDelivery
+from guestcomms.domain.enums import Channel
 from guestcomms.messages.models import Message
 from guestcomms.templates.models import TemplateVersion
 from guestcomms.templates.sandbox import TemplateRenderer, TemplateRenderError, build_context
 
-CACHE_ENTRIES = 4096  # versions and message variables are immutable, so caching is safe
+CACHE_ENTRIES = 4096  # versions and message facts are immutable, so caching is safe
+# the contact field that is each channel's address, and what to say when it is missing
+_ADDRESS_OF: dict[str, tuple[str, str]] = {
+    Channel.EMAIL: ("email", "no email address"),
+    Channel.SMS: ("phone", "no phone number"),
+    Channel.VOICE: ("phone", "no phone number"),
+    Channel.PUSH: ("push_subscriptions", "no push subscription"),
+    Channel.WEBHOOK: ("webhook_url", "no webhook URL"),
+    Channel.INAPP: ("id", "not a contact"),
+}
 
 
 class ComposeError(Exception):
-    """A delivery cannot be turned into an email (render failure, no address): permanent."""
+    """A delivery cannot be turned into an item (render failure, no address): permanent."""
+
+    def __init__(self, message: str, *, skipped: Sequence[dict[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.skipped: list[dict[str, str]] = list(skipped)
 
 
 class BlockedError(ComposeError):
@@ -35,17 +64,41 @@ class BlockedError(ComposeError):
 
 
 @dataclass(frozen=True, slots=True)
-class _VersionContent:
+class Composed:
+    """A delivery's item, the channel it goes out on, and the channels passed over (why)."""
+
+    item: OutgoingItem
+    channel: str
+    skipped: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class _Version:
     subject: str | None
     html: str | None
     text: str | None
+    channel_content: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class _MessageFacts:
+    variables: dict[str, Any]
+    channels: list[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    channel: str | None
+    address: Any
+    skipped: list[dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
 class Loaded:
-    """What :meth:`Composer.load` read for one batch."""
+    """What :meth:`Composer.load` read and decided for one batch."""
 
     contacts: dict[uuid.UUID, dict[str, Any]]
+    plans: dict[uuid.UUID, _Plan]
     suppressed: dict[uuid.UUID, str]
 
 
@@ -61,8 +114,27 @@ def message_id_for(delivery_id: uuid.UUID, *, domain: str) -> str:
     return f"<{delivery_id.hex}@{domain}>"
 
 
+def plan_channel(
+    *, current: str, preferences: Sequence[str], contact: Mapping[str, Any] | None
+) -> _Plan:
+    """The first channel, from ``current`` on in ``preferences``, the contact can be reached
+    on, with its address; and the channels passed over, each with the reason."""
+    if contact is None:
+        return _Plan(None, None, [{"channel": current, "reason": "the contact no longer exists"}])
+    order = list(preferences) or [current]
+    start = order.index(current) if current in order else 0
+    skipped: list[dict[str, str]] = []
+    for channel in order[start:]:
+        field_name, missing = _ADDRESS_OF.get(channel, ("", "unknown channel"))
+        address = contact.get(field_name) if field_name else None
+        if address:
+            return _Plan(channel, address, skipped)
+        skipped.append({"channel": channel, "reason": missing})
+    return _Plan(None, None, skipped)
+
+
 class Composer:
-    """Builds emails for a batch of claimed deliveries. One per worker; caches are per process."""
+    """Builds items for a batch of claimed deliveries. One per worker; caches are per process."""
 
     def __init__(
         self,
@@ -77,75 +149,93 @@ class Composer:
         self._domain = message_id_domain or address_domain(sender)
         self._renderer = renderer or TemplateRenderer()
         self._versions: _Lru = _Lru()
-        self._message_variables: _Lru = _Lru()
+        self._messages: _Lru = _Lru()
+        self._builders: dict[str, Callable[..., OutgoingItem]] = {
+            Channel.EMAIL: self._email,
+            Channel.SMS: self._sms,
+            Channel.VOICE: self._call,
+            Channel.PUSH: self._push,
+            Channel.INAPP: self._inapp,
+        }
 
     async def load(self, session: AsyncSession, batch: Sequence[ClaimedDelivery]) -> Loaded:
-        """Read what rendering ``batch`` needs, in a few queries. Call :meth:`render` after
-        the session is closed: on SQLite an open transaction holds the write lock, and other
-        lanes should be able to claim and record while this one renders."""
+        """Read what rendering ``batch`` needs, in a few queries, and pick each channel. Call
+        :meth:`render` after the session is closed: on SQLite an open transaction holds the
+        write lock, and other lanes should claim and record while this one renders."""
         contacts = await self._load_contacts(session, batch)
         await self._load_versions(session, batch)
-        await self._load_message_variables(session, batch)
-        return Loaded(
-            contacts=contacts, suppressed=await self._suppressed(session, batch, contacts)
-        )
+        await self._load_messages(session, batch)
+        plans = {
+            d.id: plan_channel(
+                current=d.channel,
+                preferences=self._messages[d.message_id].channels,
+                contact=contacts.get(d.contact_id),
+            )
+            for d in batch
+        }
+        suppressed = await self._suppressed(session, batch, plans)
+        return Loaded(contacts=contacts, plans=plans, suppressed=suppressed)
 
     def render(
         self, batch: Sequence[ClaimedDelivery], loaded: Loaded
-    ) -> list[OutgoingEmail | ComposeError]:
-        """One email or one :class:`ComposeError` per claimed delivery, in order."""
-        return [
-            BlockedError(f"suppressed: {loaded.suppressed[d.id]}")
-            if d.id in loaded.suppressed
-            else self._compose_one(d, loaded.contacts.get(d.contact_id))
-            for d in batch
-        ]
+    ) -> list[Composed | ComposeError]:
+        """One item or one :class:`ComposeError` per claimed delivery, in order."""
+        return [self._compose_one(d, loaded) for d in batch]
 
-    async def _suppressed(
-        self,
-        session: AsyncSession,
-        batch: Sequence[ClaimedDelivery],
-        contacts: dict[uuid.UUID, dict[str, Any]],
-    ) -> dict[uuid.UUID, str]:
-        """The deliveries whose address is suppressed on their channel, with the reason."""
-        by_org: dict[uuid.UUID, list[ClaimedDelivery]] = {}
-        for delivery in batch:
-            by_org.setdefault(delivery.organization_id, []).append(delivery)
-        blocked: dict[uuid.UUID, str] = {}
-        for org, deliveries in by_org.items():
-            addresses = {
-                d.id: (contacts.get(d.contact_id) or {}).get("email") or "" for d in deliveries
-            }
-            reasons = await SuppressionRepository(session, org).reasons(
-                "email", [a for a in addresses.values() if a]
+    def _compose_one(self, delivery: ClaimedDelivery, loaded: Loaded) -> Composed | ComposeError:
+        plan = loaded.plans[delivery.id]
+        if plan.channel is None:
+            reasons = "; ".join(f"{s['channel']}: {s['reason']}" for s in plan.skipped)
+            return ComposeError(
+                f"no channel reaches this contact ({reasons})", skipped=plan.skipped
             )
-            for delivery_id, address in addresses.items():
-                if address.lower() in reasons:
-                    blocked[delivery_id] = reasons[address.lower()]
-        return blocked
-
-    def _compose_one(
-        self, delivery: ClaimedDelivery, contact: dict[str, Any] | None
-    ) -> OutgoingEmail | ComposeError:
-        if contact is None:
-            return ComposeError("the contact no longer exists")
-        if not contact.get("email"):
-            return ComposeError("the contact has no email address")
-        version: _VersionContent = self._versions[delivery.template_version_id]
+        if delivery.id in loaded.suppressed:
+            return BlockedError(
+                f"suppressed on {plan.channel}: {loaded.suppressed[delivery.id]}",
+                skipped=plan.skipped,
+            )
+        contact = loaded.contacts[delivery.contact_id]
         variables = {
-            **self._message_variables[delivery.message_id],
+            **self._messages[delivery.message_id].variables,
             **(delivery.variables or {}),
         }
         try:
-            content = self._renderer.render(
-                key=delivery.template_version_id,
-                subject=version.subject,
-                html=version.html,
-                text=version.text,
+            item = self._builders[plan.channel](
+                delivery,
+                contact=contact,
+                address=plan.address,
                 context=build_context(contact=contact, variables=variables),
             )
         except TemplateRenderError as e:
-            return ComposeError(f"render failed: {e}")
+            return ComposeError(f"render failed: {e}", skipped=plan.skipped)
+        except KeyError as e:
+            return ComposeError(f"the template has no {plan.channel} content ({e})")
+        return Composed(item=item, channel=plan.channel, skipped=plan.skipped)
+
+    def _part(
+        self, delivery: ClaimedDelivery, channel: str, *, title: str | None, body: str, context: Any
+    ) -> tuple[str, str]:
+        """Render one channel's title (collapsed to one line) and body."""
+        content = self._renderer.render(
+            key=(delivery.template_version_id, channel),
+            subject=title,
+            html=None,
+            text=body,
+            context=context,
+        )
+        return content.subject, content.text
+
+    def _email(
+        self, delivery: ClaimedDelivery, *, contact: dict[str, Any], address: str, context: Any
+    ) -> OutgoingEmail:
+        version: _Version = self._versions[delivery.template_version_id]
+        content = self._renderer.render(
+            key=delivery.template_version_id,
+            subject=version.subject,
+            html=version.html,
+            text=version.text,
+            context=context,
+        )
         name = " ".join(p for p in (contact.get("first_name"), contact.get("last_name")) if p)
         return OutgoingEmail(
             delivery_id=delivery.id,
@@ -153,13 +243,118 @@ class Composer:
             idempotency_key=delivery.idempotency_key,
             message_id=message_id_for(delivery.id, domain=self._domain),
             sender=self._sender,
-            recipient=contact["email"],
+            recipient=address,
             recipient_name=name or None,
             subject=content.subject,
             text=content.text,
             html=content.html,
             reply_to=self._reply_to,
         )
+
+    def _content(self, delivery: ClaimedDelivery, channel: str) -> dict[str, Any]:
+        version: _Version = self._versions[delivery.template_version_id]
+        return version.channel_content[channel]
+
+    def _sms(
+        self, delivery: ClaimedDelivery, *, contact: dict[str, Any], address: str, context: Any
+    ) -> OutgoingSms:
+        source = self._content(delivery, Channel.SMS)
+        _, body = self._part(
+            delivery, Channel.SMS, title=None, body=source["body"], context=context
+        )
+        return OutgoingSms(
+            delivery_id=delivery.id,
+            organization_id=delivery.organization_id,
+            idempotency_key=delivery.idempotency_key,
+            to=address,
+            body=body,
+        )
+
+    def _call(
+        self, delivery: ClaimedDelivery, *, contact: dict[str, Any], address: str, context: Any
+    ) -> OutgoingCall:
+        source = self._content(delivery, Channel.VOICE)
+        _, say = self._part(
+            delivery, Channel.VOICE, title=None, body=source["say"], context=context
+        )
+        return OutgoingCall(
+            delivery_id=delivery.id,
+            organization_id=delivery.organization_id,
+            idempotency_key=delivery.idempotency_key,
+            to=address,
+            say=say,
+            language=contact.get("locale") or "en-US",
+        )
+
+    def _push(
+        self,
+        delivery: ClaimedDelivery,
+        *,
+        contact: dict[str, Any],
+        address: list[dict[str, Any]],
+        context: Any,
+    ) -> OutgoingPush:
+        source = self._content(delivery, Channel.PUSH)
+        title, body = self._part(
+            delivery, Channel.PUSH, title=source["title"], body=source["body"], context=context
+        )
+        subscription = address[0]  # the newest subscription is kept first
+        keys = subscription.get("keys") or {}
+        return OutgoingPush(
+            delivery_id=delivery.id,
+            organization_id=delivery.organization_id,
+            idempotency_key=delivery.idempotency_key,
+            subscription=PushSubscription(
+                endpoint=subscription.get("endpoint"),
+                p256dh=keys.get("p256dh"),
+                auth=keys.get("auth"),
+                fcm_token=subscription.get("fcm_token"),
+            ),
+            title=title,
+            body=body,
+            url=source.get("url"),
+            urgency="high" if delivery.priority == 0 else "normal",
+        )
+
+    def _inapp(
+        self, delivery: ClaimedDelivery, *, contact: dict[str, Any], address: Any, context: Any
+    ) -> OutgoingInApp:
+        source = self._content(delivery, Channel.INAPP)
+        title, body = self._part(
+            delivery, Channel.INAPP, title=source["title"], body=source["body"], context=context
+        )
+        return OutgoingInApp(
+            delivery_id=delivery.id,
+            organization_id=delivery.organization_id,
+            idempotency_key=delivery.idempotency_key,
+            contact_id=delivery.contact_id,
+            title=title,
+            body=body,
+            url=source.get("url"),
+            requires_ack=bool(source.get("requires_ack")),
+        )
+
+    async def _suppressed(
+        self,
+        session: AsyncSession,
+        batch: Sequence[ClaimedDelivery],
+        plans: dict[uuid.UUID, _Plan],
+    ) -> dict[uuid.UUID, str]:
+        """The deliveries whose address is suppressed on their channel, with the reason."""
+        wanted: dict[tuple[uuid.UUID, str], dict[uuid.UUID, str]] = {}
+        for delivery in batch:
+            plan = plans[delivery.id]
+            if plan.channel in (Channel.EMAIL, Channel.SMS, Channel.VOICE):
+                key = (delivery.organization_id, _suppression_channel(plan.channel))
+                wanted.setdefault(key, {})[delivery.id] = str(plan.address)
+        blocked: dict[uuid.UUID, str] = {}
+        for (org, channel), addresses in wanted.items():
+            reasons = await SuppressionRepository(session, org).reasons(channel, addresses.values())
+            for delivery_id, address in addresses.items():
+                normal = address.lower() if channel == Channel.EMAIL else address
+                if normal in reasons:
+                    blocked[delivery_id] = reasons[normal]
+        return blocked
 
     async def _load_contacts(
         self, session: AsyncSession, batch: Sequence[ClaimedDelivery]
@@ -176,6 +371,8 @@ class Composer:
                 Contact.locale,
                 Contact.attributes,
                 Contact.tags,
+                Contact.push_subscriptions,
+                Contact.webhook_url,
             ).where(Contact.id.in_(ids))
         )
         return {row.id: row._asdict() for row in rows}
@@ -190,19 +387,29 @@ class Composer:
                 TemplateVersion.subject,
                 TemplateVersion.html,
                 TemplateVersion.text,
+                TemplateVersion.channel_content,
             ).where(TemplateVersion.id.in_(missing))
         )
         for row in rows:
-            self._versions.remember(row.id, _VersionContent(row.subject, row.html, row.text))
+            self._versions.remember(
+                row.id, _Version(row.subject, row.html, row.text, row.channel_content or {})
+            )
 
-    async def _load_message_variables(
-        self, session: AsyncSession, batch: Sequence[ClaimedDelivery]
-    ) -> None:
-        missing = {d.message_id for d in batch} - self._message_variables.keys()
+    async def _load_messages(self, session: AsyncSession, batch: Sequence[ClaimedDelivery]) -> None:
+        missing = {d.message_id for d in batch} - self._messages.keys()
         if not missing:
             return
         rows = await session.execute(
-            select(Message.id, Message.variables).where(Message.id.in_(missing))
+            select(Message.id, Message.variables, Message.channels, Message.channel).where(
+                Message.id.in_(missing)
+            )
         )
         for row in rows:
-            self._message_variables.remember(row.id, row.variables or {})
+            self._messages.remember(
+                row.id, _MessageFacts(row.variables or {}, list(row.channels or [row.channel]))
+            )
+
+
+def _suppression_channel(channel: str) -> str:
+    # an SMS STOP also stops calls to the number: both are suppressed as "sms"
+    return Channel.SMS.value if channel == Channel.VOICE else channel

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from guestcomms.channels.base import (
-    OutgoingEmail,
+    OutgoingItem,
     ProviderError,
     RateLimitedError,
     SendReceipt,
@@ -31,7 +32,7 @@ from guestcomms.db.queue import ClaimedDelivery, Outcome
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import DeliveryStatus, EventType
 from guestcomms.domain.retry import RetryPolicy
-from guestcomms.engine.composer import BlockedError, ComposeError, Composer
+from guestcomms.engine.composer import BlockedError, Composed, ComposeError, Composer
 from guestcomms.engine.dispatch import Dispatched, Dispatcher
 
 log = structlog.get_logger("guestcomms.worker")
@@ -167,19 +168,25 @@ class Worker:
         self.stats.batches += 1
         async with self._sessions() as session:
             loaded = await self._composer.load(session, batch)
-        composed = self._composer.render(batch, loaded)
+        composed = dict(
+            zip((d.id for d in batch), self._composer.render(batch, loaded), strict=True)
+        )
         results: dict[uuid.UUID, Dispatched | ComposeError] = {}
-        sendable: dict[tuple[uuid.UUID, str], list[OutgoingEmail]] = {}
-        for delivery, item in zip(batch, composed, strict=True):
-            if isinstance(item, ComposeError):
-                results[delivery.id] = item
+        sendable: dict[tuple[uuid.UUID, str], list[OutgoingItem]] = {}
+        for delivery in batch:
+            done = composed[delivery.id]
+            if isinstance(done, ComposeError):
+                results[delivery.id] = done
             else:
-                sendable.setdefault((delivery.organization_id, delivery.channel), []).append(item)
+                sendable.setdefault((delivery.organization_id, done.channel), []).append(done.item)
         for (organization_id, channel), items in sendable.items():
             dispatched = await self.dispatcher.send(organization_id, channel, items)
             for item, outcome in zip(items, dispatched, strict=True):
                 results[item.delivery_id] = outcome
-        outcomes = [self._outcome(d, results[d.id]) for d in batch]
+        outcomes = [
+            _with_channel(self._outcome(d, results[d.id]), composed[d.id], current=d.channel)
+            for d in batch
+        ]
         async with self._sessions() as session, session.begin():
             kept = await queue.record_outcomes(
                 session, token=token, outcomes=outcomes, now=utc_now()
@@ -187,6 +194,7 @@ class Worker:
         self._count(outcomes, kept)
 
     def _outcome(self, delivery: ClaimedDelivery, done: Dispatched | ComposeError) -> Outcome:
+        """The status and event for what happened (the channel is added by _with_channel)."""
         if isinstance(done, BlockedError):
             return Outcome(
                 delivery_id=delivery.id,
@@ -302,3 +310,15 @@ class Worker:
                 released = await queue.release(session, token=token, ids=ids, now=utc_now())
             log.info("worker.released", count=released)
         self._in_flight.clear()
+
+
+def _with_channel(outcome: Outcome, composed: Composed | ComposeError, *, current: str) -> Outcome:
+    """Record the channel the delivery went out on, if not its first, and why others were
+    passed over (a contact without a phone number, say)."""
+    skipped = tuple(composed.skipped)
+    channel = composed.channel if isinstance(composed, Composed) else None
+    if channel == current:
+        channel = None
+    if channel is None and not skipped:
+        return outcome
+    return dataclasses.replace(outcome, channel=channel, skipped=skipped)

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from guestcomms.domain.enums import Channel
+
 PriorityName = Literal["emergency", "high", "normal", "low"]
 
 
@@ -37,6 +39,14 @@ class MessageCreate(BaseModel):
     variables: dict[str, Any] = Field(
         default_factory=dict, description="values for the template's declared variables"
     )
+    channels: list[Channel] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=6,
+        description="channels in order of preference; a recipient without an address for one "
+        "gets the next (default: the template's channel)",
+        examples=[["push", "sms", "email"]],
+    )
     priority: PriorityName = "normal"
     send_at: AwareDatetime | None = Field(
         default=None, description="when to send (with a UTC offset); now if absent"
@@ -51,6 +61,7 @@ class MessageAccepted(BaseModel):
     template_id: str
     template_version: int
     channel: str
+    channels: list[str]
     priority: PriorityName
     send_at: datetime
     recipient_count: int

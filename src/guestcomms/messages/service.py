@@ -27,6 +27,7 @@ from guestcomms.messages.repository import MessageRepository
 from guestcomms.messages.schemas import MessageCreate
 from guestcomms.templates.models import Template, TemplateVersion
 from guestcomms.templates.repository import TemplateRepository
+from guestcomms.templates.service import channels_covered
 
 MAX_REPORTED_IDS = 10
 
@@ -95,6 +96,7 @@ class MessageService:
                 field="contact_ids",
             )
         _check_variables(version, data, recipients)
+        _check_channels(version, data)
         return CreatedMessage(
             message=await self._write(data, template, version, recipients),
             template=template,
@@ -148,11 +150,13 @@ class MessageService:
         send_at = data.send_at or now
         priority = Priority.from_name(data.priority)
         status = DeliveryStatus.SCHEDULED if send_at > now else DeliveryStatus.QUEUED
+        channels = [c.value for c in data.channels] if data.channels else [template.channel]
         message = Message(
             id=new_id(),
             template_id=template.id,
             template_version_id=version.id,
-            channel=template.channel,
+            channel=channels[0],
+            channels=channels,
             priority=int(priority),
             send_at=send_at,
             status=MessageStatus.ACCEPTED.value,
@@ -169,7 +173,7 @@ class MessageService:
                     "id": delivery_id,
                     "message_id": message.id,
                     "contact_id": contact_id,
-                    "channel": template.channel,
+                    "channel": channels[0],
                     "status": status.value,
                     "priority": int(priority),
                     "send_at": send_at,
@@ -217,6 +221,21 @@ def _contact_key(text: str, *, field: str) -> uuid.UUID:
         return from_public(IdKind.CONTACT, text)
     except InvalidIdError as e:
         raise UnknownContactError(str(e), field=field) from e
+
+
+def _check_channels(version: TemplateVersion, data: MessageCreate) -> None:
+    if not data.channels:
+        return
+    if len(set(data.channels)) != len(data.channels):
+        raise ValidationFailedError("a channel is listed twice", field="channels")
+    covered = channels_covered(version)
+    for index, channel in enumerate(data.channels):
+        if channel.value not in covered:
+            raise ValidationFailedError(
+                f"the template has no {channel.value} content "
+                f"(it has: {', '.join(sorted(covered)) or 'none'})",
+                field=f"channels[{index}]",
+            )
 
 
 def _check_variables(

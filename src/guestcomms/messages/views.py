@@ -28,6 +28,7 @@ def accepted_view(message: Message, *, template_version: int) -> MessageAccepted
         template_id=to_public(IdKind.TEMPLATE, message.template_id),
         template_version=template_version,
         channel=message.channel,
+        channels=list(message.channels or [message.channel]),
         priority=_priority_name(message.priority),
         send_at=message.send_at,
         recipient_count=message.recipient_count,

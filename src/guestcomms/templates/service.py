@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 
+from guestcomms.domain.enums import Channel
 from guestcomms.domain.ids import IdKind, to_public
-from guestcomms.errors import ConflictError, NotFoundError
+from guestcomms.errors import ConflictError, NotFoundError, TemplateError
 from guestcomms.templates.models import Template, TemplateVersion
 from guestcomms.templates.repository import TemplateRepository
 from guestcomms.templates.sandbox import validate_template
@@ -26,6 +27,7 @@ def version_out(version: TemplateVersion) -> TemplateVersionOut:
         html=version.html,
         text=version.text,
         variables=list(version.variables or []),
+        channel_content=dict(version.channel_content or {}),
         created_at=version.created_at,
     )
 
@@ -50,7 +52,7 @@ class TemplateService:
 
     async def create(self, data: TemplateCreate) -> tuple[Template, TemplateVersion]:
         """Create a template with version 1; ``ConflictError`` if the name is taken."""
-        _validate(data)
+        _validate(data, channel=data.channel.value)
         if await self._repo.by_name(data.name):
             raise ConflictError(f"a template named {data.name!r} exists", field="name")
         template = Template(name=data.name, channel=data.channel.value, latest_version=0)
@@ -62,10 +64,10 @@ class TemplateService:
         self, template_id: uuid.UUID, data: TemplateContent
     ) -> tuple[Template, TemplateVersion]:
         """Append an immutable version; earlier versions stay as they were."""
-        _validate(data)
         template = await self._repo.get(template_id, for_update=True)
         if template is None:
             raise NotFoundError("template not found")
+        _validate(data, channel=template.channel)
         return template, await self._append(template, data)
 
     async def _append(self, template: Template, data: TemplateContent) -> TemplateVersion:
@@ -77,6 +79,9 @@ class TemplateService:
             html=data.html,
             text=data.text,
             variables=list(data.variables),
+            channel_content=(
+                data.channel_content.model_dump(exclude_none=True) if data.channel_content else {}
+            ),
         )
         await self._repo.add_version(version)
         return version
@@ -89,7 +94,36 @@ class TemplateService:
         return template, await self._repo.version(template.id, template.latest_version)
 
 
-def _validate(data: TemplateContent) -> None:
-    validate_template(
-        subject=data.subject, html=data.html, text=data.text, variables=data.variables
-    )
+def _validate(data: TemplateContent, *, channel: str) -> None:
+    """Check every part at save time; the field of an error names the part at fault."""
+    has_email = any(part is not None for part in (data.subject, data.html, data.text))
+    if channel == Channel.EMAIL or has_email:
+        validate_template(
+            subject=data.subject, html=data.html, text=data.text, variables=data.variables
+        )
+    parts = data.channel_content.model_dump(exclude_none=True) if data.channel_content else {}
+    if channel != Channel.EMAIL and channel not in parts:
+        raise TemplateError(
+            f"a {channel} template needs channel_content.{channel}",
+            field=f"channel_content.{channel}",
+        )
+    for name, fields in parts.items():
+        for key, source in fields.items():
+            if not isinstance(source, str):
+                continue
+            try:
+                validate_template(
+                    subject=None, html=None, text=source, variables=data.variables, channel=name
+                )
+            except TemplateError as e:
+                raise TemplateError(
+                    e.message, field=f"channel_content.{name}.{key}", line=e.line
+                ) from e
+
+
+def channels_covered(version: TemplateVersion) -> set[str]:
+    """The channels a version has content for."""
+    covered = set(version.channel_content or {})
+    if version.subject and (version.html or version.text):
+        covered.add(Channel.EMAIL.value)
+    return covered
