@@ -454,6 +454,9 @@ def test_cli_refuses_to_start_without_a_bounce_domain(
     for name, value in _env(GUESTCOMMS_DATABASE_URL=sqlite_url).items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("GUESTCOMMS_BOUNCE_DOMAIN", raising=False)
+    # in-process, the command's logging set-up would bind loggers to the runner's stderr,
+    # which is closed afterwards: later tests would log to a closed file
+    monkeypatch.setattr("guestcomms.cli.configure_logging", lambda **_: None)
     result = CliRunner().invoke(cli_app, ["bounces", "--port", str(free_port())])
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: bounce_domain is not set (GUESTCOMMS_BOUNCE_DOMAIN)"
