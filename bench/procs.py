@@ -1,4 +1,5 @@
-"""Child processes for the benchmark: the ``guestcomms`` CLI, the SMTP sink, py-spy.
+"""Child processes for the benchmark: the ``guestcomms`` CLI, the SMTP sink, the provider
+simulator, py-spy.
 
 Every child is stopped the same way, even when a run fails: SIGTERM, a bounded wait, then
 SIGKILL. Output goes to a log file per child (a pipe nobody reads would fill and stall it),
@@ -200,18 +201,30 @@ async def read_ready_line(child: Child, *, prefix: str, within: float) -> str:
             return text[len(prefix) :].strip()
 
 
-async def start_sink(log_dir: Path) -> tuple[Child, int]:
-    """Start :mod:`bench.smtp_sink` in its own process; return it and its port."""
-    sink = await start(
-        "smtp-sink",
-        [sys.executable, "-m", "bench.smtp_sink", "--port", "0"],
+async def start_ready(name: str, module: str, log_dir: Path) -> tuple[Child, int]:
+    """Start ``python -m <module> --port 0`` in its own process; wait for its
+    ``READY <port>`` line and return it and the port."""
+    child = await start(
+        name,
+        [sys.executable, "-m", module, "--port", "0"],
         env=child_env({}),
         log_dir=log_dir,
         stdout_pipe=True,
     )
     try:
-        port = int(await read_ready_line(sink, prefix="READY", within=SINK_START_SECONDS))
+        port = int(await read_ready_line(child, prefix="READY", within=SINK_START_SECONDS))
     except BaseException:
-        await sink.stop()
+        await child.stop()
         raise
-    return sink, port
+    return child, port
+
+
+async def start_sink(log_dir: Path) -> tuple[Child, int]:
+    """Start :mod:`bench.smtp_sink` in its own process; return it and its port."""
+    return await start_ready("smtp-sink", "bench.smtp_sink", log_dir)
+
+
+async def start_simulator(log_dir: Path) -> tuple[Child, str]:
+    """Start :mod:`bench.provider_sim` in its own process; return it and its base URL."""
+    child, port = await start_ready("provider-simulator", "bench.provider_sim", log_dir)
+    return child, f"http://127.0.0.1:{port}"

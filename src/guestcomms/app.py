@@ -26,6 +26,7 @@ from guestcomms.channels.inapp import NOTIFY_CHANNEL as INBOX_NOTIFY_CHANNEL
 from guestcomms.channels.inapp import InAppProvider, InboxBroker
 from guestcomms.channels.outbox import OutboxProvider
 from guestcomms.channels.smtp import SmtpProvider
+from guestcomms.channels.webhook import WebhookProvider
 from guestcomms.config import Settings
 from guestcomms.contacts import routes as contacts_routes
 from guestcomms.db.engine import create_engine, create_session_factory
@@ -46,6 +47,7 @@ from guestcomms.outbox import routes as outbox_routes
 from guestcomms.providers import routes as providers_routes
 from guestcomms.templates import routes as templates_routes
 from guestcomms.web import pages
+from guestcomms.webhooks import routes as webhooks_routes
 
 
 def build_providers(
@@ -55,14 +57,16 @@ def build_providers(
     broker: InboxBroker | None = None,
 ) -> dict[str, Provider[Any]]:
     """The process's default providers, for organizations that configured none: SMTP when a
-    host is configured, else the dev outbox; and the in-app inbox."""
+    host is configured, else the dev outbox; the in-app inbox; signed webhooks."""
     email: Provider[Any]
     if settings.smtp_host:
         email = SmtpProvider.from_settings(settings)
     else:
         email = OutboxProvider(session_factory=sessions)
     inapp = InAppProvider(session_factory=sessions, broker=broker or InboxBroker())
-    return {Channel.EMAIL.value: email, Channel.INAPP.value: inapp}
+    # webhooks need no account: endpoints and their secrets are registered per organization
+    webhook = WebhookProvider.from_config({}, session=None)
+    return {Channel.EMAIL.value: email, Channel.INAPP.value: inapp, Channel.WEBHOOK.value: webhook}
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:
@@ -178,6 +182,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         inbound_routes.router,
         providers_routes.router,
         inbox_routes.router,
+        webhooks_routes.router,
         outbox_routes.router,
         pages.router,
     ):

@@ -241,6 +241,31 @@ async def test_hard_bounce_bounces_and_suppresses_once(
     assert "User unknown" in detail["reason"]
 
 
+async def test_a_report_cannot_suppress_another_address(
+    sessions: async_sessionmaker[AsyncSession],
+    deliveries: list[uuid.UUID],
+    listener: BounceListener,
+) -> None:
+    """A forged DSN to one delivery's return path naming another guest suppresses only the
+    delivery's own address; the named one is kept in the raw record."""
+    first = deliveries[0]
+    forged = dsn(
+        to=verp(first),
+        recipient=GUESTS[1],
+        action="failed",
+        status="5.1.1",
+        diagnostic="550 5.1.1 User unknown",
+        message_id="<forged@attacker.example>",
+    )
+    await send_report(listener, to=verp(first), content=forged)
+
+    assert await suppressions(sessions) == {GUESTS[0]: "hard_bounce"}
+    async with sessions() as session:
+        raw = await session.scalar(select(InboundEventRecord.raw))
+    assert raw is not None
+    assert raw["recipient"] == GUESTS[1]
+
+
 async def test_delayed_dsn_is_a_soft_bounce(
     sessions: async_sessionmaker[AsyncSession],
     deliveries: list[uuid.UUID],

@@ -48,6 +48,8 @@ ROUTES_WITH_IDS: dict[tuple[str, str], dict[str, Any] | None] = {
     ("GET", "/v1/contacts/{contact_id}/inbox/stream"): None,
     ("POST", "/v1/inbox/{item_id}/read"): None,
     ("POST", "/v1/inbox/{item_id}/ack"): None,
+    ("POST", "/v1/webhook-endpoints/{endpoint_id}/rotate"): {"overlap_hours": 1},
+    ("DELETE", "/v1/webhook-endpoints/{endpoint_id}"): None,
 }
 
 # Every list route under /v1: the cursor parameter its pages use.
@@ -58,6 +60,7 @@ LIST_ROUTES: dict[str, str] = {
     "/v1/outbox": "before",
     "/v1/deliveries": "after",
     "/v1/providers": "after",
+    "/v1/webhook-endpoints": "after",
 }
 
 # Routes that only create rows in the caller's organization. Those that take ids in the body
@@ -70,6 +73,7 @@ CREATE_ROUTES: frozenset[tuple[str, str]] = frozenset(
         ("POST", "/v1/templates"),
         ("POST", "/v1/messages"),
         ("POST", "/v1/providers"),
+        ("POST", "/v1/webhook-endpoints"),
         ("PUT", "/v1/routes/{channel}"),  # the caller's own routing; the path names no row
     }
 )
@@ -98,6 +102,7 @@ class Org:
     provider: str
     email: str
     inbox_item: str = ""
+    endpoint: str = ""
 
     def path(self, template: str) -> str:
         """``template`` with this organization's ids filled in."""
@@ -108,6 +113,7 @@ class Org:
             delivery_id=self.delivery,
             provider_id=self.provider,
             item_id=self.inbox_item,
+            endpoint_id=self.endpoint,
             number=1,
         )
 
@@ -172,6 +178,11 @@ async def _add_provider(org: Org) -> None:
     )
     assert response.status_code == 201, response.text
     org.provider = response.json()["id"]
+    endpoint = await org.client.post(
+        "/v1/webhook-endpoints", json={"url": f"https://{org.email.split('@')[1]}/hooks"}
+    )
+    assert endpoint.status_code == 201, endpoint.text
+    org.endpoint = endpoint.json()["id"]
 
 
 @contextlib.asynccontextmanager

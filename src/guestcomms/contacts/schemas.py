@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from guestcomms.contacts.validation import check_timezone, normalize_email, normalize_phone
 
@@ -14,6 +22,33 @@ Tag = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[\w\-:.]+$")
 
 def _tags(values: list[str]) -> list[str]:
     return sorted(set(values))
+
+
+class WebPushKeys(BaseModel):
+    """The keys of a browser's PushSubscription."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    p256dh: str = Field(min_length=1, max_length=200)
+    auth: str = Field(min_length=1, max_length=100)
+
+
+class PushSubscriptionIn(BaseModel):
+    """A Web Push subscription (``endpoint`` and ``keys``, as ``PushSubscription.toJSON()``
+    gives them) or an FCM registration token (``fcm_token``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    endpoint: AnyHttpUrl | None = None
+    keys: WebPushKeys | None = None
+    fcm_token: str | None = Field(default=None, max_length=4096)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PushSubscriptionIn:
+        web_push = self.endpoint is not None and self.keys is not None
+        if web_push == (self.fcm_token is not None):
+            raise ValueError("give either endpoint and keys (Web Push) or fcm_token (FCM)")
+        return self
 
 
 class _ContactFields(BaseModel):
@@ -27,6 +62,14 @@ class _ContactFields(BaseModel):
     locale: str | None = Field(default=None, max_length=35, examples=["en-GB"])
     attributes: dict[str, Any] | None = None
     tags: Annotated[list[Tag], AfterValidator(_tags)] | None = Field(default=None, max_length=100)
+    webhook_url: AnyHttpUrl | None = Field(
+        default=None, description="for the webhook channel: a registered webhook endpoint"
+    )
+    push_subscriptions: list[PushSubscriptionIn] | None = Field(
+        default=None,
+        max_length=10,
+        description="Web Push subscriptions or FCM tokens, newest first",
+    )
 
     @field_validator("email")
     @classmethod
@@ -65,6 +108,8 @@ class ContactOut(BaseModel):
     locale: str | None
     attributes: dict[str, Any]
     tags: list[str]
+    webhook_url: str | None = None
+    push_subscriptions: int = Field(default=0, description="how many push subscriptions")
     created_at: datetime
     updated_at: datetime
 

@@ -42,6 +42,8 @@ def to_out(contact: Contact) -> ContactOut:
         locale=contact.locale,
         attributes=contact.attributes or {},
         tags=contact.tags or [],
+        webhook_url=contact.webhook_url,
+        push_subscriptions=len(contact.push_subscriptions or []),
         created_at=contact.created_at,
         updated_at=contact.updated_at,
     )
@@ -84,6 +86,10 @@ class ContactService:
             locale=data.locale,
             attributes=data.attributes or {},
             tags=data.tags or [],
+            webhook_url=str(data.webhook_url) if data.webhook_url else None,
+            push_subscriptions=[
+                s.model_dump(mode="json", exclude_none=True) for s in data.push_subscriptions or []
+            ],
         )
         self._repo.add(contact)
         await self._repo.flush()
@@ -93,15 +99,19 @@ class ContactService:
     async def update(self, contact_id: uuid.UUID, data: ContactUpdate) -> Contact:
         """Apply the fields present in ``data``; ``NotFoundError``/``ConflictError`` as usual."""
         contact = await self.get(contact_id)
-        changes = data.model_dump(exclude_unset=True)
+        changes = data.model_dump(mode="json", exclude_unset=True, exclude_none=False)
         new_email = changes.get("email")
         if new_email and new_email != contact.email and await self._repo.by_emails([new_email]):
             raise ConflictError(f"a contact with email {new_email} exists", field="email")
         if "phone" in changes:
             changes["phone"] = self._phone(changes["phone"])
-        for key in ("attributes", "tags"):
+        for key, empty in (("attributes", {}), ("tags", []), ("push_subscriptions", [])):
             if key in changes and changes[key] is None:
-                changes[key] = {} if key == "attributes" else []
+                changes[key] = empty
+        if changes.get("push_subscriptions"):
+            changes["push_subscriptions"] = [
+                {k: v for k, v in s.items() if v is not None} for s in changes["push_subscriptions"]
+            ]
         for key, value in changes.items():
             setattr(contact, key, value)
         if not contact.email and not contact.phone:

@@ -12,6 +12,7 @@ from guestcomms.organizations.models import ApiKey, Organization
 from guestcomms.outbox.models import OutboxMessage
 from guestcomms.providers.models import ChannelRoute, OperationalEvent, ProviderAccount
 from guestcomms.templates.models import Template, TemplateVersion
+from guestcomms.webhooks.models import WebhookEndpoint
 
 __all__ = [
     "ApiKey",
@@ -32,4 +33,5 @@ __all__ = [
     "Suppression",
     "Template",
     "TemplateVersion",
+    "WebhookEndpoint",
 ]

@@ -26,6 +26,7 @@ class IdKind(StrEnum):
     OUTBOX = "obx"
     PROVIDER = "prv"
     INBOX = "inb"
+    WEBHOOK_ENDPOINT = "whe"
 
 
 class InvalidIdError(ValueError):

@@ -6,7 +6,13 @@ SMTP sends with a bounce domain set use a VERP envelope sender per delivery
 to. The listener accepts mail only for such addresses (550 for any other recipient), reads
 each message into :class:`Outcome` values, and applies them as ``smtp`` provider events with
 :class:`~guestcomms.inbound.service.InboundService`: idempotently, forward only, suppressing
-the address on hard bounces and complaints.
+the delivery's own address on hard bounces and complaints.
+
+The address a report names is kept in the event's raw record but never used for suppression:
+the VERP address already identifies the delivery exactly (one recipient per SMTP
+transaction), while the body is whatever the sender wrote. Anyone who received one of our
+emails can read its Return-Path and mail a forged report to it; trusting the body would let
+them suppress any other guest's address, where now they can only affect their own delivery.
 
 How a message is read, most authoritative first:
 
@@ -124,7 +130,8 @@ def read_report(content: bytes) -> BounceReport:
 def events_for(report: BounceReport, *, delivery_id: uuid.UUID, rcpt: str) -> list[ProviderEvent]:
     """The report's outcomes as ``smtp`` events for the delivery the VERP address ``rcpt``
     names. Event ids hash the report's Message-ID, the delivery, the recipient and the type,
-    so the same report received twice yields the same ids."""
+    so the same report received twice yields the same ids. ``recipient`` is left unset, so a
+    suppression applies to the delivery's own address (see the module docstring)."""
     ref = to_public(IdKind.DELIVERY, delivery_id)
     events: list[ProviderEvent] = []
     for outcome in report.outcomes:
@@ -143,7 +150,7 @@ def events_for(report: BounceReport, *, delivery_id: uuid.UUID, rcpt: str) -> li
             ProviderEvent(
                 type=outcome.type,
                 provider=PROVIDER,
-                recipient=outcome.recipient,
+                recipient=None,  # the delivery's address; the reported one is in raw
                 occurred_at=report.occurred_at,
                 event_id=event_id,
                 reason=outcome.diagnostic,

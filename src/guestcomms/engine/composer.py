@@ -28,16 +28,21 @@ from guestcomms.channels.base import (
     OutgoingItem,
     OutgoingPush,
     OutgoingSms,
+    OutgoingWebhook,
     PushSubscription,
 )
 from guestcomms.channels.mime import address_domain
 from guestcomms.compliance.repository import SuppressionRepository
 from guestcomms.contacts.models import Contact
 from guestcomms.db.queue import ClaimedDelivery
+from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import Channel
+from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.messages.models import Message
 from guestcomms.templates.models import TemplateVersion
 from guestcomms.templates.sandbox import TemplateRenderer, TemplateRenderError, build_context
+from guestcomms.webhooks.repository import WebhookEndpointRepository
+from guestcomms.webhooks.secrets import active_secrets
 
 CACHE_ENTRIES = 4096  # versions and message facts are immutable, so caching is safe
 # the contact field that is each channel's address, and what to say when it is missing
@@ -61,6 +66,10 @@ class ComposeError(Exception):
 
 class BlockedError(ComposeError):
     """The compliance gate stops this delivery (a suppressed address); recorded as blocked."""
+
+
+class _UnreachableError(Exception):
+    """A builder found the address unusable (an unregistered webhook URL)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +109,7 @@ class Loaded:
     contacts: dict[uuid.UUID, dict[str, Any]]
     plans: dict[uuid.UUID, _Plan]
     suppressed: dict[uuid.UUID, str]
+    webhook_secrets: dict[tuple[uuid.UUID, str], list[str]] = field(default_factory=dict)
 
 
 class _Lru(OrderedDict[uuid.UUID, Any]):
@@ -156,6 +166,7 @@ class Composer:
             Channel.VOICE: self._call,
             Channel.PUSH: self._push,
             Channel.INAPP: self._inapp,
+            Channel.WEBHOOK: self._webhook,
         }
 
     async def load(self, session: AsyncSession, batch: Sequence[ClaimedDelivery]) -> Loaded:
@@ -174,7 +185,32 @@ class Composer:
             for d in batch
         }
         suppressed = await self._suppressed(session, batch, plans)
-        return Loaded(contacts=contacts, plans=plans, suppressed=suppressed)
+        return Loaded(
+            contacts=contacts,
+            plans=plans,
+            suppressed=suppressed,
+            webhook_secrets=await self._webhook_secrets(session, batch, plans),
+        )
+
+    async def _webhook_secrets(
+        self,
+        session: AsyncSession,
+        batch: Sequence[ClaimedDelivery],
+        plans: dict[uuid.UUID, _Plan],
+    ) -> dict[tuple[uuid.UUID, str], list[str]]:
+        """The signing secrets of the registered endpoints this batch posts to."""
+        urls: dict[uuid.UUID, set[str]] = {}
+        for delivery in batch:
+            plan = plans[delivery.id]
+            if plan.channel == Channel.WEBHOOK:
+                urls.setdefault(delivery.organization_id, set()).add(str(plan.address))
+        now = utc_now()
+        found: dict[tuple[uuid.UUID, str], list[str]] = {}
+        for org, wanted in urls.items():
+            endpoints = await WebhookEndpointRepository(session, org).by_urls(wanted)
+            for url, endpoint in endpoints.items():
+                found[(org, url)] = active_secrets(endpoint.secrets, now=now)
+        return found
 
     def render(
         self, batch: Sequence[ClaimedDelivery], loaded: Loaded
@@ -205,11 +241,14 @@ class Composer:
                 contact=contact,
                 address=plan.address,
                 context=build_context(contact=contact, variables=variables),
+                loaded=loaded,
             )
         except TemplateRenderError as e:
             return ComposeError(f"render failed: {e}", skipped=plan.skipped)
         except KeyError as e:
             return ComposeError(f"the template has no {plan.channel} content ({e})")
+        except _UnreachableError as e:
+            return ComposeError(str(e), skipped=plan.skipped)
         return Composed(item=item, channel=plan.channel, skipped=plan.skipped)
 
     def _part(
@@ -226,7 +265,13 @@ class Composer:
         return content.subject, content.text
 
     def _email(
-        self, delivery: ClaimedDelivery, *, contact: dict[str, Any], address: str, context: Any
+        self,
+        delivery: ClaimedDelivery,
+        *,
+        contact: dict[str, Any],
+        address: str,
+        context: Any,
+        loaded: Loaded,
     ) -> OutgoingEmail:
         version: _Version = self._versions[delivery.template_version_id]
         content = self._renderer.render(
@@ -256,7 +301,13 @@ class Composer:
         return version.channel_content[channel]
 
     def _sms(
-        self, delivery: ClaimedDelivery, *, contact: dict[str, Any], address: str, context: Any
+        self,
+        delivery: ClaimedDelivery,
+        *,
+        contact: dict[str, Any],
+        address: str,
+        context: Any,
+        loaded: Loaded,
     ) -> OutgoingSms:
         source = self._content(delivery, Channel.SMS)
         _, body = self._part(
@@ -271,7 +322,13 @@ class Composer:
         )
 
     def _call(
-        self, delivery: ClaimedDelivery, *, contact: dict[str, Any], address: str, context: Any
+        self,
+        delivery: ClaimedDelivery,
+        *,
+        contact: dict[str, Any],
+        address: str,
+        context: Any,
+        loaded: Loaded,
     ) -> OutgoingCall:
         source = self._content(delivery, Channel.VOICE)
         _, say = self._part(
@@ -293,6 +350,7 @@ class Composer:
         contact: dict[str, Any],
         address: list[dict[str, Any]],
         context: Any,
+        loaded: Loaded,
     ) -> OutgoingPush:
         source = self._content(delivery, Channel.PUSH)
         title, body = self._part(
@@ -316,8 +374,49 @@ class Composer:
             urgency="high" if delivery.priority == 0 else "normal",
         )
 
+    def _webhook(
+        self,
+        delivery: ClaimedDelivery,
+        *,
+        contact: dict[str, Any],
+        address: str,
+        context: Any,
+        loaded: Loaded,
+    ) -> OutgoingWebhook:
+        secrets = loaded.webhook_secrets.get((delivery.organization_id, address))
+        if not secrets:
+            raise _UnreachableError(f"{address} is not a registered webhook endpoint")
+        source = self._content(delivery, Channel.WEBHOOK)
+        event_type, body = self._part(
+            delivery,
+            Channel.WEBHOOK,
+            title=source["event_type"],
+            body=source["body"],
+            context=context,
+        )
+        return OutgoingWebhook(
+            delivery_id=delivery.id,
+            organization_id=delivery.organization_id,
+            idempotency_key=delivery.idempotency_key,
+            url=address,
+            secrets=secrets,
+            event_type=event_type,
+            payload={
+                "delivery_id": to_public(IdKind.DELIVERY, delivery.id),
+                "message_id": to_public(IdKind.MESSAGE, delivery.message_id),
+                "contact_id": to_public(IdKind.CONTACT, delivery.contact_id),
+                "body": body,
+            },
+        )
+
     def _inapp(
-        self, delivery: ClaimedDelivery, *, contact: dict[str, Any], address: Any, context: Any
+        self,
+        delivery: ClaimedDelivery,
+        *,
+        contact: dict[str, Any],
+        address: Any,
+        context: Any,
+        loaded: Loaded,
     ) -> OutgoingInApp:
         source = self._content(delivery, Channel.INAPP)
         title, body = self._part(

@@ -45,6 +45,13 @@ class InAppContent(_Part):
     requires_ack: bool = False
 
 
+class WebhookContent(_Part):
+    """What the webhook channel posts: an event type and a body, both templates."""
+
+    event_type: str = Field(min_length=1, max_length=100, examples=["wedding.update"])
+    body: str = Field(min_length=1, max_length=10_000)
+
+
 class ChannelContent(_Part):
     """Content for channels other than email; every text is a template like the email's."""
 
@@ -52,6 +59,7 @@ class ChannelContent(_Part):
     push: PushContent | None = None
     voice: VoiceContent | None = None
     inapp: InAppContent | None = None
+    webhook: WebhookContent | None = None
 
 
 class TemplateContent(BaseModel):
