@@ -41,14 +41,16 @@ from guestcomms.contacts.repository import ContactRepository
 from guestcomms.contacts.service import ContactService
 from guestcomms.db import migrate
 from guestcomms.db.engine import create_engine, create_session_factory
+from guestcomms.db.notify import notify_workers
 from guestcomms.domain.enums import DeliveryStatus
-from guestcomms.domain.ids import IdKind, to_public
+from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
 from guestcomms.engine.bounces import BounceListener
-from guestcomms.errors import GuestcommsError, ValidationFailedError
+from guestcomms.errors import GuestcommsError, NotFoundError, ValidationFailedError
+from guestcomms.inbound.bounce_repository import BounceRepository
 from guestcomms.logging import configure_logging
 from guestcomms.messages.repository import MessageRepository
 from guestcomms.messages.schemas import MessageCreate
-from guestcomms.messages.service import MessageService
+from guestcomms.messages.service import MessageService, replay_dead
 from guestcomms.organizations.repository import OrganizationRepository
 from guestcomms.organizations.service import DEFAULT_SCOPES, ensure_organization, issue_key
 from guestcomms.outbox.repository import OutboxRepository
@@ -64,8 +66,12 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+deliveries_app = typer.Typer(
+    help="Deliveries: the dead letters, and replaying them.", no_args_is_help=True
+)
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
+app.add_typer(deliveries_app, name="deliveries")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -204,6 +210,76 @@ def keys_create(
     # the key alone on stdout, so `KEY=$(guestcomms keys create --org X)` works
     print(key)
     err_console.print("Store this key now: it cannot be shown again.")
+
+
+@deliveries_app.command("list")
+def deliveries_list(
+    org: Annotated[str, typer.Option("--org", help="organization name")],
+    status: Annotated[str, typer.Option(help="only this status")] = "dead",
+    limit: Annotated[int, typer.Option(help="how many", min=1, max=1000)] = 50,
+) -> None:
+    """List an organization's deliveries in one status (the dead letters by default)."""
+    settings = settings_or_exit()
+    try:
+        wanted = DeliveryStatus(status)
+    except ValueError:
+        raise fail(
+            f"unknown status {status!r}; one of {', '.join(s.value for s in DeliveryStatus)}"
+        ) from None
+
+    async def main() -> list[Any]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_session_factory(engine)() as session:
+                organization = await OrganizationRepository(session).by_name(org)
+                if organization is None:
+                    raise NotFoundError(f"no organization named {org!r}")
+                repo = MessageRepository(session, organization.id)
+                return list(await repo.deliveries_by_status(wanted.value, after=None, limit=limit))
+        finally:
+            await engine.dispose()
+
+    rows = run_async(main)
+    table = Table(title=f"{org}: {len(rows)} {wanted.value} deliveries")
+    table.add_column("delivery", no_wrap=True)  # an id must stay whole to be pasted
+    for column in ("channel", "attempts", "provider", "last error"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            to_public(IdKind.DELIVERY, row.id),
+            row.channel,
+            str(row.attempts),
+            row.provider or "",
+            (row.last_error or "")[:80],
+        )
+    console.print(table)
+
+
+@deliveries_app.command("replay")
+def deliveries_replay(
+    delivery: Annotated[str, typer.Argument(help="a dead delivery's id (dlv_...)")],
+) -> None:
+    """Queue a dead delivery again, with its original idempotency key."""
+    settings = settings_or_exit()
+    try:
+        key = from_public(IdKind.DELIVERY, delivery)
+    except InvalidIdError as e:
+        raise fail(str(e)) from None
+
+    async def main() -> None:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_session_factory(engine)() as session, session.begin():
+                organization_id = await BounceRepository(session).organization_of(key)
+                if organization_id is None:
+                    raise NotFoundError(f"no delivery {delivery}")
+                await replay_dead(MessageRepository(session, organization_id), key)
+                await notify_workers(session)
+        finally:
+            await engine.dispose()
+
+    run_async(main)
+    console.print(f"{delivery} queued again")
 
 
 @app.command()

@@ -370,6 +370,7 @@ class BounceHandler:
         if not report.outcomes:
             log.info("bounces.unrecognised", report_message_id=report.message_id)
             return
+        done: list[dict[str, Any]] = []  # logged once committed
         async with self._sessions() as session, session.begin():
             lookup = BounceRepository(session)
             for rcpt in rcpt_tos:
@@ -385,15 +386,21 @@ class BounceHandler:
                     repo=InboundRepository(session, organization),
                     suppressions=SuppressionRepository(session, organization),
                 ).apply(events_for(report, delivery_id=delivery_id, rcpt=rcpt))
-                log.info(
-                    "bounces.received",
-                    delivery_id=public_id,
-                    types=[o.type.value for o in report.outcomes],
-                    codes=[o.status for o in report.outcomes if o.status],
-                    applied=applied.applied,
-                    duplicates=applied.duplicates,
-                    suppressed=applied.suppressed,
+                done.append(
+                    {
+                        "delivery_id": public_id,
+                        "applied": applied.applied,
+                        "duplicates": applied.duplicates,
+                        "suppressed": applied.suppressed,
+                    }
                 )
+        for entry in done:
+            log.info(
+                "bounces.received",
+                types=[o.type.value for o in report.outcomes],
+                codes=[o.status for o in report.outcomes if o.status],
+                **entry,
+            )
 
 
 class _TrackedSMTP(SMTP):

@@ -9,12 +9,12 @@ from fastapi import APIRouter, Query
 from guestcomms.api.deps import CallerDep, RuntimeDep, SessionDep
 from guestcomms.api.params import Limit, body_id, page_size, path_id, split_page
 from guestcomms.db.notify import notify_workers
-from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import DeliveryStatus
 from guestcomms.domain.ids import IdKind
-from guestcomms.errors import ConflictError, NotFoundError
+from guestcomms.errors import NotFoundError
 from guestcomms.messages.repository import MessageRepository
 from guestcomms.messages.schemas import DeliveryOut, DeliveryPage
+from guestcomms.messages.service import replay_dead
 from guestcomms.messages.views import delivery_view
 
 router = APIRouter(prefix="/v1/deliveries", tags=["deliveries"])
@@ -69,14 +69,7 @@ async def replay_delivery(
     key = path_id(IdKind.DELIVERY, delivery_id, what="delivery")
     repo = MessageRepository(session, caller.organization_id)
     async with session.begin():
-        delivery = await repo.delivery(key, for_update=True)
-        if delivery is None:
-            raise NotFoundError("delivery not found")
-        if delivery.status != DeliveryStatus.DEAD:
-            raise ConflictError(
-                f"only a dead delivery can be replayed; this one is {delivery.status}"
-            )
-        await repo.requeue(delivery, now=utc_now())
+        delivery = await replay_dead(repo, key)
         await notify_workers(session)
     runtime.wake_workers()
     events = await repo.events_for([delivery.id])

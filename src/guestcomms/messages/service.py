@@ -22,7 +22,7 @@ from guestcomms.errors import (
     UnknownContactError,
     ValidationFailedError,
 )
-from guestcomms.messages.models import Message
+from guestcomms.messages.models import Delivery, Message
 from guestcomms.messages.repository import MessageRepository
 from guestcomms.messages.schemas import MessageCreate
 from guestcomms.templates.models import Template, TemplateVersion
@@ -264,3 +264,18 @@ def _check_variables(
                 f"({len(lacking)} recipient(s) have none)",
                 field=f"variables.{name}",
             )
+
+
+async def replay_dead(repo: MessageRepository, delivery_id: uuid.UUID) -> Delivery:
+    """Queue a dead delivery again with its original idempotency key (API and CLI).
+
+    ``NotFoundError`` if it is not the repository's organization's; ``ConflictError`` unless
+    it is dead. The caller owns the transaction.
+    """
+    delivery = await repo.delivery(delivery_id, for_update=True)
+    if delivery is None:
+        raise NotFoundError("delivery not found")
+    if delivery.status != DeliveryStatus.DEAD:
+        raise ConflictError(f"only a dead delivery can be replayed; this one is {delivery.status}")
+    await repo.requeue(delivery, now=utc_now())
+    return delivery
