@@ -23,6 +23,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 import uvicorn
 import uvloop
+from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -54,6 +55,9 @@ from guestcomms.messages.service import MessageService, replay_dead
 from guestcomms.organizations.repository import OrganizationRepository
 from guestcomms.organizations.service import DEFAULT_SCOPES, ensure_organization, issue_key
 from guestcomms.outbox.repository import OutboxRepository
+from guestcomms.providers.repository import ProviderRepository
+from guestcomms.providers.schemas import ProviderCreate
+from guestcomms.providers.service import ProviderService
 from guestcomms.templates.repository import TemplateRepository
 from guestcomms.templates.schemas import TemplateCreate
 from guestcomms.templates.service import TemplateService
@@ -66,12 +70,14 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+providers_app = typer.Typer(help="Provider accounts of an organization.", no_args_is_help=True)
 deliveries_app = typer.Typer(
     help="Deliveries: the dead letters, and replaying them.", no_args_is_help=True
 )
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(providers_app, name="providers")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -210,6 +216,92 @@ def keys_create(
     # the key alone on stdout, so `KEY=$(guestcomms keys create --org X)` works
     print(key)
     err_console.print("Store this key now: it cannot be shown again.")
+
+
+def _pairs(values: list[str] | None, *, option: str) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for value in values or []:
+        name, sep, text = value.partition("=")
+        if not sep or not name:
+            raise fail(f"{option} takes KEY=VALUE, got {value!r}")
+        pairs[name] = text
+    return pairs
+
+
+@providers_app.command("add")
+def providers_add(
+    org: Annotated[str, typer.Option("--org", help="organization name")],
+    name: Annotated[str, typer.Option(help="a name for the account, e.g. sendgrid-main")],
+    kind: Annotated[str, typer.Option(help="sendgrid, postmark, twilio_sms, webpush, ...")],
+    setting: Annotated[
+        list[str] | None, typer.Option("--setting", help="KEY=VALUE; repeat for more")
+    ] = None,
+    credential: Annotated[
+        list[str] | None, typer.Option("--credential", help="KEY=VALUE secret; repeat for more")
+    ] = None,
+    priority: Annotated[int, typer.Option(help="lower is tried first")] = 0,
+    rate: Annotated[float | None, typer.Option(help="sends per second at most")] = None,
+) -> None:
+    """Configure a provider account (its settings are checked by building the provider)."""
+    settings = settings_or_exit()
+    try:
+        data = ProviderCreate(
+            name=name,
+            kind=kind,
+            settings=_pairs(setting, option="--setting"),
+            credentials=_pairs(credential, option="--credential"),
+            priority=priority,
+            rate_per_second=rate,
+        )
+    except ValidationError as e:
+        first = e.errors()[0]
+        raise fail(f"--{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
+
+    async def main() -> str:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_session_factory(engine)() as session, session.begin():
+                organization = await OrganizationRepository(session).by_name(org)
+                if organization is None:
+                    raise NotFoundError(f"no organization named {org!r}")
+                service = ProviderService(ProviderRepository(session, organization.id))
+                account = await service.create(data)
+                return to_public(IdKind.PROVIDER, account.id)
+        finally:
+            await engine.dispose()
+
+    console.print(f"provider {name} added: {run_async(main)}")
+
+
+@providers_app.command("list")
+def providers_list(org: Annotated[str, typer.Option("--org", help="organization name")]) -> None:
+    """List an organization's provider accounts (never their credentials)."""
+    settings = settings_or_exit()
+
+    async def main() -> list[Any]:
+        engine = create_engine(settings.database_url)
+        try:
+            async with create_session_factory(engine)() as session:
+                organization = await OrganizationRepository(session).by_name(org)
+                if organization is None:
+                    raise NotFoundError(f"no organization named {org!r}")
+                return list(await ProviderRepository(session, organization.id).all())
+        finally:
+            await engine.dispose()
+
+    table = Table(title=f"{org}: provider accounts")
+    for column in ("name", "kind", "channel", "priority", "rate/s", "status"):
+        table.add_column(column, no_wrap=column == "name")
+    for account in run_async(main):
+        table.add_row(
+            account.name,
+            account.kind,
+            account.channel,
+            str(account.priority),
+            "" if account.rate_per_second is None else f"{account.rate_per_second:g}",
+            account.status if account.enabled else "disabled",
+        )
+    console.print(table)
 
 
 @deliveries_app.command("list")

@@ -53,3 +53,44 @@ async def test_dead_letters_are_listed_and_replayed(sqlite_url: str) -> None:
     assert len(again.stderr.strip().splitlines()) == 1
     assert malformed.returncode == 1
     assert "Traceback" not in malformed.stderr
+
+
+async def test_providers_add_and_list(sqlite_url: str) -> None:
+    """providers add checks and stores an account; list shows it without its secret."""
+    engine = create_engine(sqlite_url)
+    try:
+        await seed_deliveries(create_session_factory(engine), count=1)
+    finally:
+        await engine.dispose()
+    added = _cli(
+        sqlite_url,
+        "providers",
+        "add",
+        "--org",
+        "Seeded",
+        "--name",
+        "sms-main",
+        "--kind",
+        "twilio_sms",
+        "--setting",
+        "sender=+447911123456",
+        "--credential",
+        "account_sid=AC" + "0" * 32,
+        "--credential",
+        "auth_token=s3cret-token",
+        "--rate",
+        "10",
+    )
+    missing = _cli(
+        sqlite_url, "providers", "add", "--org", "Seeded", "--name", "x", "--kind", "sendgrid"
+    )
+    listed = _cli(sqlite_url, "providers", "list", "--org", "Seeded")
+    assert added.returncode == 0, added.stderr
+    assert "prv_" in added.stdout
+    assert missing.returncode == 1
+    assert "api_key" in missing.stderr
+    assert len(missing.stderr.strip().splitlines()) == 1
+    assert listed.returncode == 0, listed.stderr
+    assert "sms-main" in listed.stdout
+    assert "twilio_sms" in listed.stdout
+    assert "s3cret-token" not in listed.stdout + added.stdout

@@ -15,6 +15,7 @@ import pytest
 import uvicorn
 
 from guestcomms.app import create_app, create_worker
+from guestcomms.channels.simulator import ProviderSimulator, SimulatorCredentials
 from tests.support import create_contact, create_key, make_settings, running_app
 
 TEMPLATE = {
@@ -148,3 +149,46 @@ async def test_inapp_message_streams_within_a_second_and_ack_is_recorded(
     assert delivery["status"] == "delivered"
     assert [e["type"] for e in delivery["events"]] == ["created", "sent", "acknowledged"]
     assert after["unread"] == 0
+
+
+async def test_sms_goes_through_the_organizations_twilio_account(database_url: str) -> None:
+    """An SMS is sent through the organization's Twilio account (the simulator), with the
+    status callback naming the delivery, and its sent event reports encoding and segments."""
+    creds = SimulatorCredentials()
+    settings = make_settings(database_url)
+    key = await create_key(database_url, "Org")
+    async with ProviderSimulator() as simulator:
+        async with running_app(settings) as api, api.as_key(key) as client:
+            added = await client.post(
+                "/v1/providers",
+                json={
+                    "name": "twilio",
+                    "kind": "twilio_sms",
+                    "settings": {
+                        "base_url": simulator.base_url,
+                        "sender": "+447911123456",
+                        "status_callback_url": "https://events.example/v1/inbound/twilio/org_x",
+                    },
+                    "credentials": {
+                        "account_sid": creds.twilio_account_sid,
+                        "auth_token": creds.twilio_auth_token,
+                    },
+                },
+            )
+            assert added.status_code == 201, added.text
+            guest = await create_contact(client, phone="+447911123457", first_name="Zoë")
+            template = (await client.post("/v1/templates", json=TEMPLATE)).json()["id"]
+            sent = await client.post(
+                "/v1/messages",
+                json={"template_id": template, "contact_ids": [guest], "channels": ["sms"]},
+            )
+            async with create_worker(settings) as worker:
+                await worker.run_until_idle()
+            [delivery] = (await _deliveries(client, sent.json()["id"])).values()
+        [request] = simulator.requests_for("twilio")
+    assert (delivery["status"], delivery["provider"]) == ("sent", "twilio")
+    assert delivery["events"][-1]["detail"]["encoding"] == "UCS-2"  # "ë" is not GSM-7
+    assert delivery["events"][-1]["detail"]["segments"] == 1
+    assert request.form["To"] == "+447911123457"
+    assert request.form["Body"] == "Zoë: the ceremony moves indoors."
+    assert f"guestcomms_delivery_id={delivery['id']}" in request.form["StatusCallback"]

@@ -137,9 +137,11 @@ ItemT = TypeVar("ItemT", bound=OutgoingItem)
 
 @dataclass(frozen=True, slots=True)
 class SendReceipt:
-    """A provider accepted the item; ``provider_message_id`` is its id for it, if any."""
+    """A provider accepted the item; ``provider_message_id`` is its id for it, if any;
+    ``detail`` is what the delivery's ``sent`` event should also record (SMS segments...)."""
 
     provider_message_id: str | None = None
+    detail: Mapping[str, Any] = field(default_factory=dict)
 
 
 class ProviderError(GuestcommsError):

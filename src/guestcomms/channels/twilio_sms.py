@@ -28,6 +28,7 @@ subclass.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
@@ -253,18 +254,9 @@ class TwilioSmsProvider(TwilioProvider[OutgoingSms]):
         return self.request(form)
 
     async def send(self, item: OutgoingSms) -> SendReceipt:
-        """Send one message; log its segments (Twilio bills per segment)."""
-        receipt = await super().send(item)
-        counted = self.segments_of(item)
-        log.debug(
-            "provider.sms_sent",
-            provider=self.name,
-            delivery_id=delivery_ref(item),
-            provider_message_id=receipt.provider_message_id,
-            encoding=str(counted.encoding),
-            segments=counted.segments,
-        )
-        return receipt
+        """Send one message; the receipt reports its encoding and segments (Twilio bills per
+        segment)."""
+        return with_segments(await super().send(item), item)
 
     @staticmethod
     def segments_of(item: OutgoingSms) -> SmsSegments:
@@ -285,3 +277,19 @@ class TwilioSmsProvider(TwilioProvider[OutgoingSms]):
             "message a sender",
             code="no_sender",
         )
+
+
+def with_segments(receipt: SendReceipt, item: OutgoingSms) -> SendReceipt:
+    """The receipt with the message's encoding and segment count, for its ``sent`` event."""
+    counted = segments(item.body)
+    log.debug(
+        "provider.sms_sent",
+        delivery_id=delivery_ref(item),
+        provider_message_id=receipt.provider_message_id,
+        encoding=str(counted.encoding),
+        segments=counted.segments,
+    )
+    return dataclasses.replace(
+        receipt,
+        detail={**receipt.detail, "encoding": str(counted.encoding), "segments": counted.segments},
+    )

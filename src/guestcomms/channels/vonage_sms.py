@@ -50,7 +50,12 @@ from guestcomms.channels.http import (
     require_setting,
     retry_after_seconds,
 )
-from guestcomms.channels.twilio_sms import callback_setting, checked_number, delivery_ref
+from guestcomms.channels.twilio_sms import (
+    callback_setting,
+    checked_number,
+    delivery_ref,
+    with_segments,
+)
 from guestcomms.domain.enums import Channel
 from guestcomms.domain.sms import SmsEncoding, SmsSegments, segments
 
@@ -154,18 +159,9 @@ class VonageSmsProvider(HttpProvider[OutgoingSms]):
         return HttpRequest("POST", self._url, headers=self._headers, form=form)
 
     async def send(self, item: OutgoingSms) -> SendReceipt:
-        """Send one message; log its segments (Vonage bills per part)."""
-        receipt = await super().send(item)
-        counted = self.segments_of(item)
-        log.debug(
-            "provider.sms_sent",
-            provider=self.name,
-            delivery_id=delivery_ref(item),
-            provider_message_id=receipt.provider_message_id,
-            encoding=str(counted.encoding),
-            segments=counted.segments,
-        )
-        return receipt
+        """Send one message; the receipt reports its encoding and segments (Vonage bills per
+        segment)."""
+        return with_segments(await super().send(item), item)
 
     @staticmethod
     def segments_of(item: OutgoingSms) -> SmsSegments:

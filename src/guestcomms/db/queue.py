@@ -187,14 +187,14 @@ async def record_outcomes(
     )
     await insert_events(
         session,
-        [(o.organization_id, o.delivery_id, o.event, o.detail or _detail(o)) for o in written],
+        [(o.organization_id, o.delivery_id, o.event, _detail(o)) for o in written],
         now=now,
     )
     return kept
 
 
 def _detail(outcome: Outcome) -> dict[str, Any] | None:
-    detail: dict[str, Any] = {}
+    detail: dict[str, Any] = dict(outcome.detail or {})
     if outcome.provider:
         detail["provider"] = outcome.provider
     if outcome.provider_message_id:

@@ -220,6 +220,7 @@ class Worker:
                 event=EventType.SENT,
                 provider=provider,
                 provider_message_id=result.provider_message_id,
+                detail=dict(result.detail) or None,
             )
         return self._failure_outcome(delivery, result, provider=provider)
 

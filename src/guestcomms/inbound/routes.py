@@ -27,7 +27,11 @@ class InboundResult(BaseModel):
     suppressed: int
 
 
-@router.post("/{provider}/{organization_id}", summary="Receive a provider's webhook")
+@router.api_route(
+    "/{provider}/{organization_id}",
+    methods=["POST", "GET"],  # Vonage calls back with GET and a query string by default
+    summary="Receive a provider's webhook",
+)
 async def receive_webhook(
     provider: str, organization_id: str, request: Request, session: SessionDep
 ) -> InboundResult:
