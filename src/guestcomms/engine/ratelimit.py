@@ -114,6 +114,7 @@ class InProcessRateLimiter:
         self.max_wait_seconds = _check_max_wait(max_wait_seconds)
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
+        self._pacers: dict[str, _Pacer] = {}
 
     async def acquire(self, key: str, *, rate_per_second: float, burst: int) -> None:
         """Return when one call may be made; raise RateLimitWaitTooLongError if too far off."""
@@ -126,6 +127,8 @@ class InProcessRateLimiter:
             raise RateLimitWaitTooLongError(key=key, retry_after_seconds=bucket.wait_seconds(now))
         if wait > 0:
             await asyncio.sleep(wait)
+        pacer = self._pacers.setdefault(key, _Pacer())
+        await pacer.pace(self._clock, rate_per_second=rate_per_second, burst=burst)
 
     def _bucket(self, key: str, *, now: float, rate_per_second: float, burst: int) -> TokenBucket:
         bucket = self._buckets.get(key)
@@ -136,6 +139,31 @@ class InProcessRateLimiter:
             bucket = TokenBucket(rate_per_second, burst, tokens=tokens, updated_at=now)
             self._buckets[key] = bucket
         return bucket
+
+
+class _Pacer:
+    """Spaces grants by the time they are actually made (GCRA), after the reservation.
+
+    A reservation is a time slot; when the event loop stalls (a busy CPU), several waiters
+    whose slots passed wake together and would go out in one bunch, which a provider sees as
+    a window over its limit. The pacer lets at most ``burst`` through at once and spaces the
+    rest by ``1 / rate`` from the actual time, so any window of T seconds holds at most
+    ``rate * T + burst`` grants however late the loop runs. Normally it waits not at all.
+    """
+
+    def __init__(self) -> None:
+        self._lock = asyncio.Lock()
+        self._theoretical_arrival = 0.0  # monotonic seconds
+
+    async def pace(self, clock: Callable[[], float], *, rate_per_second: float, burst: int) -> None:
+        interval = 1.0 / rate_per_second
+        async with self._lock:
+            now = clock()
+            earliest = max(self._theoretical_arrival, now) - (burst - 1) * interval
+            if earliest > now:
+                await asyncio.sleep(earliest - now)
+                now = clock()
+            self._theoretical_arrival = max(self._theoretical_arrival, now) + interval
 
 
 # KEYS[1]: the bucket hash. ARGV: rate_per_second, burst, max_wait_seconds, slack_seconds.
