@@ -4,11 +4,16 @@ Runs, selectable with ``--only`` (comma-separated, or repeated):
 
 - ``smtp-ceiling``: a bare aiosmtplib client against the SMTP sink, on asyncio and uvloop;
 - ``sqlite-outbox``, ``sqlite-smtp``: ``guestcomms serve`` on a fresh SQLite file;
+- ``sqlite-sendgrid``, ``sqlite-twilio``: the same, sending email through the SendGrid
+  provider or SMS through the Twilio provider, both against the provider simulator;
 - ``postgres-outbox``, ``postgres-smtp``: ``guestcomms api`` + ``guestcomms worker`` on a
-  fresh PostgreSQL database (skipped, with the reason, when the server cannot be reached).
+  fresh PostgreSQL database (skipped, with the reason, when the server cannot be reached);
+- ``postgres-sendgrid``, ``postgres-twilio``: only with ``--all`` or when named with
+  ``--only`` (they would take ``make bench`` past its time budget).
 
 ``--recipients N`` sizes every run (default 10,000); ``--profile RUN`` records the worker of
-that run with py-spy and prints where its time went. Exit status 1 if any run failed.
+that run with py-spy and prints where its time went. Exit status 1 if any run failed, or if
+the SMTP sink or the simulator received other than the deliveries recorded as sent.
 """
 
 from __future__ import annotations
@@ -27,7 +32,15 @@ from pathlib import Path
 
 from bench import e2e
 from bench.ceiling import CeilingResult
-from bench.procs import BenchError, child_env, read_ready_line, start, start_sink
+from bench.content import MAX_GUESTS
+from bench.procs import (
+    BenchError,
+    child_env,
+    read_ready_line,
+    start,
+    start_simulator,
+    start_sink,
+)
 from bench.profiling import ProfileSummary
 from bench.report import ceiling_table, e2e_table, machine, make_console, profile_tables
 from bench.smtp_sink import read_stats
@@ -35,6 +48,7 @@ from bench.stores import DEFAULT_ADMIN_DSN, postgres_reachable
 
 CEILING = "smtp-ceiling"
 RUNS = (CEILING, *(s.name for s in e2e.SCENARIOS))
+DEFAULT_RUNS = (CEILING, *(s.name for s in e2e.SCENARIOS if s.default))
 CEILING_LOOPS = ("asyncio", "uvloop")
 CEILING_TIMEOUT_SECONDS = 180.0
 
@@ -51,7 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="RUN[,RUN]",
-        help=f"runs to do (default all): {', '.join(RUNS)}",
+        help=f"runs to do (default: {', '.join(DEFAULT_RUNS)}); also: "
+        f"{', '.join(r for r in RUNS if r not in DEFAULT_RUNS)}",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="every run, also those a plain `make bench` skips"
     )
     parser.add_argument("--recipients", type=int, default=10_000, help="per run (default 10000)")
     parser.add_argument(
@@ -74,7 +92,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="keep logs and profiles in this folder")
     args = parser.parse_args(argv)
     args.only = [n.strip() for item in args.only for n in item.split(",") if n.strip()] or list(
-        RUNS
+        RUNS if args.all else DEFAULT_RUNS
     )
     args.profile = [n.strip() for item in args.profile for n in item.split(",") if n.strip()]
     for name in [*args.only, *args.profile]:
@@ -87,6 +105,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.only.append(name)
     if args.recipients < 1 or args.connections < 1:
         parser.error("--recipients and --connections must be at least 1")
+    if args.recipients > MAX_GUESTS:
+        parser.error(f"--recipients: at most {MAX_GUESTS:,}")
     return args
 
 
@@ -168,7 +188,7 @@ async def ceilings(args: argparse.Namespace, sink_port: int, found: Findings) ->
 async def seed_and_run(
     args: argparse.Namespace,
     scenarios: list[e2e.Scenario],
-    sink_port: int | None,
+    sinks: e2e.Sinks,
     found: Findings,
 ) -> None:
     """Seed each kind of database the scenarios need (in parallel: the import is slow and
@@ -210,7 +230,7 @@ async def seed_and_run(
         for kind, seed in zip(kinds, seeds, strict=True):
             if isinstance(seed, e2e.Seed):
                 for scenario in (s for s in scenarios if s.store == kind):
-                    await one_run(args, scenario, seed, options, sink_port, found)
+                    await one_run(args, scenario, seed, options, sinks, found)
 
 
 async def one_run(
@@ -218,14 +238,14 @@ async def one_run(
     scenario: e2e.Scenario,
     seed: e2e.Seed,
     options: e2e.RunOptions,
-    sink_port: int | None,
+    sinks: e2e.Sinks,
     found: Findings,
 ) -> None:
     """One end-to-end run, profiled if asked."""
     started = time.monotonic()
     if scenario.name in args.profile:
         options = dataclasses.replace(options, profile_dir=args.workdir / "profiles")
-    result, profiler = await e2e.run(scenario, seed, options, sink_port=sink_port)
+    result, profiler = await e2e.run(scenario, seed, options, sinks)
     found.results.append(result)
     if result.error is not None:
         found.ok = False
@@ -235,6 +255,12 @@ async def one_run(
         f"  {scenario.name}: {result.end_to_end_rate:,.0f} msgs/s end to end "
         f"[dim]({time.monotonic() - started:.0f}s)[/]"
     )
+    if result.receipt_mismatch:
+        found.ok = False
+        console.print(
+            f"[red]  {scenario.name}: {result.sent:,} recorded as sent, but "
+            f"{result.received:,} received[/]"
+        )
     if profiler is not None:
         try:
             found.profiles.append((scenario.name, profiler.summary(), profiler.output))
@@ -262,15 +288,21 @@ async def bench(args: argparse.Namespace) -> bool:
     found = Findings()
     scenarios = [s for s in e2e.SCENARIOS if s.name in args.only]
     needs_sink = CEILING in args.only or any(s.sink == "smtp" for s in scenarios)
+    needs_simulator = any(s.account is not None for s in scenarios)
     async with contextlib.AsyncExitStack() as stack:
-        sink_port = None
+        sinks = e2e.Sinks()
         if needs_sink:
             sink, sink_port = await start_sink(args.workdir)
             stack.push_async_callback(sink.stop)
-        if CEILING in args.only and sink_port is not None:
-            await ceilings(args, sink_port, found)
+            sinks = dataclasses.replace(sinks, smtp_port=sink_port)
+        if needs_simulator:
+            simulator, simulator_url = await start_simulator(args.workdir)
+            stack.push_async_callback(simulator.stop)
+            sinks = dataclasses.replace(sinks, simulator_url=simulator_url)
+        if CEILING in args.only and sinks.smtp_port is not None:
+            await ceilings(args, sinks.smtp_port, found)
         if scenarios:
-            await seed_and_run(args, scenarios, sink_port, found)
+            await seed_and_run(args, scenarios, sinks, found)
     print_findings(args, found)
     return found.ok
 

@@ -2,10 +2,12 @@
 
 Set-up, once per kind of database (:func:`seeded`): a fresh database;
 ``guestcomms keys create --org bench`` (which also migrates it); ``guestcomms api``; the
-guests imported with ``POST /v1/contacts/import`` (timed, for information) and the template
-created with ``POST /v1/templates``. Each run then starts on its own copy of that database,
-with the server started by the project's CLI and ``GUESTCOMMS_*`` variables (``serve`` on
-SQLite; ``api`` plus one ``worker`` on PostgreSQL) and waited for.
+guests imported with ``POST /v1/contacts/import`` (timed, for information) and the email and
+SMS templates created with ``POST /v1/templates``. Each run then starts on its own copy of
+that database, with the server started by the project's CLI and ``GUESTCOMMS_*`` variables
+(``serve`` on SQLite; ``api`` plus one ``worker`` on PostgreSQL) and waited for. A run through
+an HTTP provider then configures the organization's account with ``POST /v1/providers``,
+pointed at the provider simulator (:mod:`bench.provider_sim`).
 
 Timed: ``POST /v1/messages`` naming every contact. Its response time is the API accept
 (every delivery is written in that request's transaction: the fan-out). The bench then polls
@@ -31,8 +33,10 @@ from bench import content
 from bench.procs import BenchError, Child, child_env, free_port, http_ready, run_cli, start
 from bench.procs import venv_script as script
 from bench.profiling import Profiler
+from bench.provider_sim import read_counts
 from bench.smtp_sink import SinkStats, read_stats
 from bench.stores import PostgresStore, SqliteStore, Store, postgres_store, sqlite_store
+from guestcomms.channels.simulator import SimulatorCredentials
 
 READY_TIMEOUT_SECONDS = 60.0
 POLL_SECONDS = 0.1
@@ -43,25 +47,85 @@ PENDING = frozenset({"queued", "scheduled", "sending", "retrying"})
 
 
 @dataclass(frozen=True, slots=True)
+class HttpAccount:
+    """An HTTP provider the bench configures, pointed at the simulator."""
+
+    kind: str  # the provider kind of ``POST /v1/providers``
+    channel: str  # "email" or "sms"
+    counter: str  # the simulator's name for it (its request counter)
+    settings: dict[str, str]  # without base_url, which is the simulator's
+    credentials: dict[str, str]
+
+    def body(self, simulator_url: str) -> dict[str, Any]:
+        """The ``POST /v1/providers`` body."""
+        return {
+            "name": f"bench-{self.kind.replace('_', '-')}",
+            "kind": self.kind,
+            "settings": {"base_url": simulator_url, **self.settings},
+            "credentials": self.credentials,
+        }
+
+
+_SIMULATOR = SimulatorCredentials()
+HTTP_ACCOUNTS = {
+    account.kind: account
+    for account in (
+        HttpAccount("sendgrid", "email", "sendgrid", {}, {"api_key": _SIMULATOR.sendgrid_api_key}),
+        HttpAccount(
+            "twilio_sms",
+            "sms",
+            "twilio",
+            {"account_sid": _SIMULATOR.twilio_account_sid, "sender": "+15005550006"},
+            {"auth_token": _SIMULATOR.twilio_auth_token},
+        ),
+    )
+}
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
-    """Which database and which email provider."""
+    """Which database and which provider."""
 
     name: str
     store: str  # "sqlite" or "postgres"
-    sink: str  # "outbox" or "smtp"
+    sink: str  # "outbox", "smtp", or an HTTP_ACCOUNTS kind ("sendgrid", "twilio_sms")
+    default: bool = True  # part of a plain `make bench`
 
     @property
     def processes(self) -> str:
         """How the server runs, as the table shows it."""
         return "serve" if self.store == "sqlite" else "api + worker"
 
+    @property
+    def account(self) -> HttpAccount | None:
+        """The HTTP provider this run sends through, if any."""
+        return HTTP_ACCOUNTS.get(self.sink)
+
+    @property
+    def channel(self) -> str:
+        """The channel the run sends on."""
+        return self.account.channel if self.account is not None else "email"
+
 
 SCENARIOS = (
     Scenario("sqlite-outbox", "sqlite", "outbox"),
     Scenario("sqlite-smtp", "sqlite", "smtp"),
+    Scenario("sqlite-sendgrid", "sqlite", "sendgrid"),
+    Scenario("sqlite-twilio", "sqlite", "twilio_sms"),
     Scenario("postgres-outbox", "postgres", "outbox"),
     Scenario("postgres-smtp", "postgres", "smtp"),
+    Scenario("postgres-sendgrid", "postgres", "sendgrid", default=False),
+    Scenario("postgres-twilio", "postgres", "twilio_sms", default=False),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Sinks:
+    """Where the runs' messages go, started once per bench: the SMTP sink's port and the
+    provider simulator's base URL (None when no selected run needs it)."""
+
+    smtp_port: int | None = None
+    simulator_url: str | None = None
 
 
 @dataclass(slots=True)
@@ -77,7 +141,7 @@ class E2EResult:
     worker_rate: float | None = None  # steady state, from the recorded batches
     batches: int = 0
     counts: dict[str, int] = field(default_factory=dict)
-    sink_messages: int | None = None
+    received: int | None = None  # by the SMTP sink or the provider simulator
     profiled: bool = False
     error: str | None = None
 
@@ -85,6 +149,11 @@ class E2EResult:
     def sent(self) -> int:
         """Deliveries recorded as sent."""
         return self.counts.get("sent", 0)
+
+    @property
+    def receipt_mismatch(self) -> bool:
+        """Whether the sink or simulator received other than the deliveries sent."""
+        return self.received is not None and self.received != self.sent
 
     @property
     def fan_out_rate(self) -> float:
@@ -111,7 +180,7 @@ class RunOptions:
 
 @dataclass(frozen=True, slots=True)
 class Seed:
-    """A database with the bench organization, its key, the guests and the template.
+    """A database with the bench organization, its key, the guests and the templates.
 
     Each run gets its own copy, so the import (the slow part of the set-up) happens once per
     kind of database, and every run still starts on a database nobody has sent from.
@@ -121,6 +190,7 @@ class Seed:
     key: str
     contact_ids: list[str]
     template_id: str
+    sms_template_id: str
     import_seconds: float
 
 
@@ -143,18 +213,20 @@ async def seeded(kind: str, options: RunOptions) -> AsyncIterator[Seed]:
             await _import(client, options.recipients)
             import_seconds = time.perf_counter() - started
             contact_ids = await _contact_ids(client)
-            template_id = await _create_template(client)
+            template_id = await _create_template(client, content.template_body())
+            sms_template_id = await _create_template(client, content.sms_template_body())
         yield Seed(
             store=store,
             key=key,
             contact_ids=contact_ids,
             template_id=template_id,
+            sms_template_id=sms_template_id,
             import_seconds=import_seconds,
         )
 
 
 async def run(
-    scenario: Scenario, seed: Seed, options: RunOptions, *, sink_port: int | None
+    scenario: Scenario, seed: Seed, options: RunOptions, sinks: Sinks
 ) -> tuple[E2EResult, Profiler | None]:
     """Run ``scenario`` on a copy of ``seed``; failures end up in ``result.error``."""
     result = E2EResult(
@@ -163,28 +235,34 @@ async def run(
     profiler: Profiler | None = None
     logs = options.workdir / scenario.name
     try:
-        if scenario.sink == "smtp" and sink_port is None:
+        if scenario.sink == "smtp" and sinks.smtp_port is None:
             raise BenchError("an SMTP run needs the sink")
+        if scenario.account is not None and sinks.simulator_url is None:
+            raise BenchError("an HTTP provider run needs the simulator")
         async with contextlib.AsyncExitStack() as stack:
             store = await stack.enter_async_context(
                 _store(scenario.store, options, logs, copy_of=seed.store)
             )
-            env = _env(options, store, sink_port=sink_port if scenario.sink == "smtp" else None)
+            smtp_port = sinks.smtp_port if scenario.sink == "smtp" else None
+            env = _env(options, store, sink_port=smtp_port)
             base_url, worker = await _start_server(scenario, env, store, logs, stack)
             client = await stack.enter_async_context(_client(base_url, seed.key, options))
+            if scenario.account is not None and sinks.simulator_url is not None:
+                await _configure_provider(client, scenario.account, sinks.simulator_url)
             if options.profile_dir is not None:
                 profiler = Profiler(
                     pid=worker.pid, output=options.profile_dir / f"{scenario.name}.txt"
                 )
                 await profiler.start()
                 stack.push_async_callback(profiler.stop)
-            before = await _sink_stats(sink_port) if scenario.sink == "smtp" else None
-            await _send_and_wait(client, store, result, seed, options, worker)
+            before = await _received(scenario, sinks)
+            await _send_and_wait(client, store, result, seed, options, worker, scenario)
             if profiler is not None:
                 await profiler.stop()
                 result.profiled = True
-            if before is not None:
-                result.sink_messages = (await _sink_stats(sink_port)).messages - before.messages
+            after = await _received(scenario, sinks)
+            if before is not None and after is not None:
+                result.received = after - before
     except (BenchError, httpx.HTTPError, OSError) as e:
         result.error = f"{type(e).__name__}: {e}"
     return result, profiler
@@ -292,12 +370,24 @@ async def _contact_ids(client: httpx.AsyncClient) -> list[str]:
             return ids
 
 
-async def _create_template(client: httpx.AsyncClient) -> str:
-    body = _check(
-        await client.post("/v1/templates", json=content.template_body()), 201, "create template"
-    )
+async def _create_template(client: httpx.AsyncClient, template: dict[str, Any]) -> str:
+    body = _check(await client.post("/v1/templates", json=template), 201, "create template")
     template_id: str = body["id"]
     return template_id
+
+
+async def _configure_provider(
+    client: httpx.AsyncClient, account: HttpAccount, simulator_url: str
+) -> None:
+    """The organization's provider account. The server has not sent for the organization
+    yet, so its worker has no cached accounts and the first batch already uses this one."""
+    body = _check(
+        await client.post("/v1/providers", json=account.body(simulator_url)),
+        201,
+        f"configure the {account.kind} provider",
+    )
+    if body.get("status") != "active" or body.get("channel") != account.channel:
+        raise BenchError(f"the {account.kind} account is not usable: {body}")
 
 
 async def _send_and_wait(
@@ -307,12 +397,15 @@ async def _send_and_wait(
     seed: Seed,
     options: RunOptions,
     worker: Child,
+    scenario: Scenario,
 ) -> None:
-    body = {
+    body: dict[str, Any] = {
         "template_id": seed.template_id,
         "contact_ids": seed.contact_ids,
         "variables": content.VARIABLES,
     }
+    if scenario.channel == "sms":
+        body |= {"template_id": seed.sms_template_id, "channels": ["sms"]}
     posted_at = datetime.now(UTC)
     started = time.perf_counter()
     response = await client.post("/v1/messages", json=body)
@@ -345,7 +438,12 @@ async def _send_and_wait(
         result.worker_rate = (sum(n for _, n in batches) - first_count) / window
 
 
-async def _sink_stats(port: int | None) -> SinkStats:
-    if port is None:
-        raise BenchError("no sink is running")
-    return await asyncio.to_thread(read_stats, port)
+async def _received(scenario: Scenario, sinks: Sinks) -> int | None:
+    """What the run's sink or simulator has received so far; None for the outbox."""
+    if scenario.sink == "smtp" and sinks.smtp_port is not None:
+        stats: SinkStats = await asyncio.to_thread(read_stats, sinks.smtp_port)
+        return stats.messages
+    if scenario.account is not None and sinks.simulator_url is not None:
+        counts = await read_counts(sinks.simulator_url)
+        return counts.get(scenario.account.counter, 0)
+    return None

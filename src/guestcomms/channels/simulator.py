@@ -576,9 +576,13 @@ def _error(
 
 
 async def _serve(host: str, port: int) -> None:
-    async with ProviderSimulator(record=False) as simulator:
+    simulator = ProviderSimulator(record=False)
+    await simulator.start(host, port)
+    try:
         print(f"provider simulator listening on {simulator.base_url}", flush=True)
         await asyncio.Event().wait()  # until interrupted
+    finally:
+        await simulator.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
