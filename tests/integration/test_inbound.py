@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from twilio.request_validator import RequestValidator  # type: ignore[import-untyped]
 
+from guestcomms.channels.inbound import vonage
 from guestcomms.compliance.models import Suppression
 from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.messages.models import Delivery, DeliveryEvent
@@ -238,3 +240,30 @@ async def test_twilio_opt_out_suppresses_the_number(
             )
         ).one()
     assert tuple(row) == ("sms", "+12028831111", "opt_out")
+
+
+async def test_vonage_receipt_arrives_as_a_signed_get(
+    database_url: str, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Vonage's default GET receipt, signed with the account's signature secret, is applied;
+    the same receipt with a wrong signature is refused."""
+    org, delivery = await _org_with_sent_delivery(
+        sessions,
+        name="Vonage",
+        kind="vonage_sms",
+        credentials={"api_key": "k", "api_secret": "s", "webhook_secret": "sig-secret"},
+        provider_message_id="external1",
+        channel="sms",
+    )
+    query = (FIXTURES / "vonage/dlr_delivered.query").read_text().strip()
+    params = dict(urllib.parse.parse_qsl(query))
+    params["timestamp"] = str(int(time.time()))
+    params["sig"] = vonage.signature_for(params, secret="sig-secret", method="md5hash")
+    url = f"/v1/inbound/vonage/org_{org.hex}"
+    async with running_app(make_settings(database_url)) as api:
+        forged = await api.client.get(url, params={**params, "sig": "0" * 32})
+        signed = await api.client.get(url, params=params)
+    assert forged.status_code == 401
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["applied"] == 1
+    assert await _status(sessions, delivery) == "delivered"

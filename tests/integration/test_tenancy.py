@@ -81,7 +81,10 @@ CREATE_ROUTES: frozenset[tuple[str, str]] = frozenset(
 # Routes a provider calls, authenticated by the organization's own webhook secret instead of
 # an API key: another organization's secret is refused (tests/integration/test_inbound.py).
 SIGNED_ROUTES: frozenset[tuple[str, str]] = frozenset(
-    {("POST", "/v1/inbound/{provider}/{organization_id}")}
+    {
+        ("POST", "/v1/inbound/{provider}/{organization_id}"),
+        ("GET", "/v1/inbound/{provider}/{organization_id}"),
+    }
 )
 
 # Routes outside /v1 that carry no tenant data, or that are the operator's (not a tenant's).

@@ -160,6 +160,9 @@ class ProviderDirectory:
                 log.warning("directory.account_unusable", account=account.name, error=str(e))
                 return None
             await provider.start()
+            # the account changed: close what its previous version held open (SMTP pools)
+            for old in [v for v in self._built if v[0] == account.id]:
+                await self._built.pop(old).close()
             self._built[version] = provider
         return Route(
             key=f"{account.organization_id.hex}:{account.name}",

@@ -27,11 +27,7 @@ class InboundResult(BaseModel):
     suppressed: int
 
 
-@router.api_route(
-    "/{provider}/{organization_id}",
-    methods=["POST", "GET"],  # Vonage calls back with GET and a query string by default
-    summary="Receive a provider's webhook",
-)
+@router.post("/{provider}/{organization_id}", summary="Receive a provider's webhook")
 async def receive_webhook(
     provider: str, organization_id: str, request: Request, session: SessionDep
 ) -> InboundResult:
@@ -62,3 +58,14 @@ async def receive_webhook(
         unmatched=report.unmatched,
         suppressed=report.suppressed,
     )
+
+
+@router.get(
+    "/{provider}/{organization_id}",
+    summary="Receive a provider's webhook sent as GET (Vonage's default)",
+)
+async def receive_webhook_get(
+    provider: str, organization_id: str, request: Request, session: SessionDep
+) -> InboundResult:
+    """The same as the POST: Vonage calls back with GET and a query string by default."""
+    return await receive_webhook(provider, organization_id, request, session)
