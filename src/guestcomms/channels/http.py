@@ -35,6 +35,7 @@ from datetime import UTC, datetime
 from email.utils import formataddr, parseaddr
 from functools import lru_cache
 from typing import Any, ClassVar, Self
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -79,6 +80,7 @@ __all__ = [
 DELIVERY_ID_KEY = DELIVERY_REF_KEY
 DELIVERY_ID_HEADER = DELIVERY_REF_HEADER
 DEFAULT_RETRY_AFTER_SECONDS = 1.0  # a 429 without a usable Retry-After header
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 DEFAULT_TIMEOUT_SECONDS = 30.0  # one whole request: connect, send, read the answer
 DEFAULT_MAX_CONCURRENCY = 32  # requests in flight per provider (and connections per host)
 KEEPALIVE_SECONDS = 30.0  # an idle pooled connection is closed after this long
@@ -194,13 +196,17 @@ class HttpProvider(Provider[ItemT]):
         """
         session = self._ensure_session()
         body: Any = request.data
+        headers = request.headers
         if request.form is not None:
-            body = aiohttp.FormData(list(request.form))
+            # encoded here: aiohttp.FormData builds a multipart writer (with a random
+            # boundary) for every request before it urlencodes, ~6% of an SMS send
+            body = urlencode(list(request.form)).encode()
+            headers = {**headers, "Content-Type": FORM_CONTENT_TYPE}
         try:
             async with session.request(
                 request.method,
                 request.url,
-                headers=request.headers,
+                headers=headers,
                 json=request.json,
                 data=body,
                 timeout=self._timeout,
