@@ -19,6 +19,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from guestcomms.channels.simulator import ProviderSimulator
 from guestcomms.db.migrate import upgrade
 from guestcomms.logging import configure_logging
 
@@ -110,3 +111,10 @@ def database_url(request: pytest.FixtureRequest) -> str:
 def _plain_logs() -> None:
     """JSON log lines in tests: readable in failure output, no terminal rendering."""
     configure_logging(level="WARNING", json=True)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[ProviderSimulator]:
+    """The provider simulator on a free port, stopped after the test."""
+    async with ProviderSimulator() as running:
+        yield running

@@ -28,13 +28,6 @@ CREDS = SimulatorCredentials()
 
 
 @pytest.fixture
-async def simulator() -> AsyncIterator[ProviderSimulator]:
-    """The provider simulator on a free port."""
-    async with ProviderSimulator() as sim:
-        yield sim
-
-
-@pytest.fixture
 async def sessions(database_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     """A session factory on a fresh database."""
     engine = create_engine(database_url)

@@ -3,8 +3,6 @@ standardwebhooks package verifies, and secret rotation with an overlap."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
@@ -20,13 +18,6 @@ TEMPLATE = {
     },
     "variables": ["venue"],
 }
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[ProviderSimulator]:
-    """The provider simulator, whose /hooks/{name} route receives webhooks."""
-    async with ProviderSimulator() as sim:
-        yield sim
 
 
 async def test_webhook_is_signed_and_rotation_overlaps(

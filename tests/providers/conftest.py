@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from guestcomms.channels.smtp import SmtpProvider
@@ -56,3 +57,10 @@ async def make_smtp_provider(
     yield make
     for provider in built:
         await provider.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """The shared HTTP session a composition root would give the providers."""
+    async with aiohttp.ClientSession() as shared:
+        yield shared

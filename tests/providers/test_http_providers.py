@@ -13,7 +13,7 @@ import email
 import email.policy
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -170,20 +170,6 @@ CASES = [
     Case("postmark", PostmarkProvider, "server_token", lambda c: c.postmark_server_token, {},
          check_postmark, UUID_RE, 422),
 ]  # fmt: skip
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[ProviderSimulator]:
-    """A provider simulator on a free port, stopped after the test."""
-    async with ProviderSimulator() as running:
-        yield running
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """The shared HTTP session a composition root would give the providers."""
-    async with aiohttp.ClientSession() as shared:
-        yield shared
 
 
 @pytest.fixture(params=CASES, ids=[case.name for case in CASES])

@@ -38,13 +38,6 @@ SENDGRID_BODY = {
 
 
 @pytest.fixture
-async def simulator() -> AsyncIterator[ProviderSimulator]:
-    """A provider simulator on a free port, stopped after the test."""
-    async with ProviderSimulator() as running:
-        yield running
-
-
-@pytest.fixture
 async def client() -> AsyncIterator[aiohttp.ClientSession]:
     """A plain HTTP client."""
     async with aiohttp.ClientSession() as session:

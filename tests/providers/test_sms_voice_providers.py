@@ -14,7 +14,7 @@ import dataclasses
 import re
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -187,20 +187,6 @@ CASES = [
          make_call, check_twilio_voice, re.compile(r"CA[0-9a-f]{32}"), "auth_token",
          ("account_sid", "auth_token")),
 ]  # fmt: skip
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[ProviderSimulator]:
-    """A provider simulator on a free port, stopped after the test."""
-    async with ProviderSimulator() as running:
-        yield running
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """The shared HTTP session a composition root would give the providers."""
-    async with aiohttp.ClientSession() as shared:
-        yield shared
 
 
 @pytest.fixture(params=CASES, ids=[case.name for case in CASES])

@@ -17,7 +17,6 @@ import os
 import re
 import time
 import uuid
-from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,20 +71,6 @@ def jwt_parts(token: str) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]
         f"{header}.{claims}".encode("ascii"),
         b64url_decode(signature),
     )
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[ProviderSimulator]:
-    """A provider simulator on a free port, stopped after the test."""
-    async with ProviderSimulator() as running:
-        yield running
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """The shared HTTP session a composition root would give the providers."""
-    async with aiohttp.ClientSession() as shared:
-        yield shared
 
 
 # -- webhooks ----------------------------------------------------------------------------
