@@ -11,28 +11,30 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 import uvicorn
-import uvloop
 from pydantic import ValidationError
-from rich.console import Console
 from rich.table import Table
 
 from guestcomms import demo as demo_module
 from guestcomms.app import create_app, create_worker, run_worker
-from guestcomms.config import Settings, load_settings
-from guestcomms.db import migrate
+from guestcomms.commands.support import (
+    console,
+    err_console,
+    fail,
+    run_async,
+    settings_or_exit,
+    upgrade_or_exit,
+)
 from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.db.notify import notify_workers
 from guestcomms.domain.enums import DeliveryStatus
 from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
 from guestcomms.engine.bounces import BounceListener
-from guestcomms.errors import GuestcommsError, NotFoundError
+from guestcomms.errors import NotFoundError
 from guestcomms.inbound.bounce_repository import BounceRepository
-from guestcomms.logging import configure_logging
 from guestcomms.messages.repository import MessageRepository
 from guestcomms.messages.service import replay_dead
 from guestcomms.organizations.repository import OrganizationRepository
@@ -59,51 +61,15 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(providers_app, name="providers")
 
-console = Console()
-err_console = Console(stderr=True)
-T = TypeVar("T")
-
 Host = Annotated[str, typer.Option(help="address to listen on")]
 Port = Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)]
-
-
-def fail(message: str) -> typer.Exit:
-    """Print one line to stderr and return the exit to raise."""
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=1)
-
-
-def settings_or_exit() -> Settings:
-    """The settings, or a one-line error and exit 1."""
-    try:
-        settings = load_settings()
-    except GuestcommsError as e:
-        raise fail(str(e)) from None
-    configure_logging(level=settings.log_level, json=settings.log_json)
-    return settings
-
-
-def run_async(factory: Callable[[], Awaitable[T]]) -> T:
-    """Run a coroutine on uvloop (as uvicorn runs the API), turning our errors into one line
-    and exit 1."""
-    try:
-        return uvloop.run(factory())  # type: ignore[arg-type]
-    except GuestcommsError as e:
-        raise fail(str(e)) from None
-
-
-def _upgrade(settings: Settings) -> None:
-    try:
-        migrate.upgrade(settings.database_url)
-    except Exception as e:  # any failure to reach or migrate the database is fatal here
-        raise fail(f"cannot upgrade the database: {type(e).__name__}: {e}") from None
 
 
 @app.command()
 def serve(host: Host = "127.0.0.1", port: Port = 8000) -> None:
     """Run the API, the worker and the scheduler in one process (upgrades the database first)."""
     settings = settings_or_exit()
-    _upgrade(settings)
+    upgrade_or_exit(settings)
     console.print(f"guestcomms on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     uvicorn.run(
         create_app(settings, embedded_worker=True), host=host, port=port, log_level="warning"
@@ -162,7 +128,7 @@ def bounces(host: Host = "127.0.0.1", port: Port = 2525) -> None:
 def db_upgrade() -> None:
     """Apply every pending migration."""
     settings = settings_or_exit()
-    _upgrade(settings)
+    upgrade_or_exit(settings)
     console.print("database is up to date")
 
 
@@ -176,7 +142,7 @@ def keys_create(
 ) -> None:
     """Create an API key for an organization and print it (it is shown only once)."""
     settings = settings_or_exit()
-    _upgrade(settings)
+    upgrade_or_exit(settings)
 
     async def main() -> str:
         engine = create_engine(settings.database_url)
@@ -395,7 +361,7 @@ def demo() -> None:
     """
     settings = settings_or_exit()
     demo_module.quiet_logging(settings)
-    _upgrade(settings)
+    upgrade_or_exit(settings)
 
     async def main() -> tuple[demo_module.DemoMessage, dict[str, int]]:
         engine = create_engine(settings.database_url)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from guestcomms.audiences.models import Audience
+from guestcomms.campaigns.models import Campaign
 from guestcomms.compliance.models import Suppression
 from guestcomms.contacts.models import Contact, ContactTag
 from guestcomms.db.base import Base
+from guestcomms.events.models import Event, EventGuest, Household
 from guestcomms.inbound.models import InboundEventRecord
 from guestcomms.inbox.models import InboxItem
 from guestcomms.messages.models import Delivery, DeliveryEvent, IdempotencyRecord, Message
@@ -16,12 +19,17 @@ from guestcomms.webhooks.models import WebhookEndpoint
 
 __all__ = [
     "ApiKey",
+    "Audience",
     "Base",
+    "Campaign",
     "ChannelRoute",
     "Contact",
     "ContactTag",
     "Delivery",
     "DeliveryEvent",
+    "Event",
+    "EventGuest",
+    "Household",
     "IdempotencyRecord",
     "InboundEventRecord",
     "InboxItem",

@@ -20,7 +20,10 @@ class Message(Base):
     """One send request: a template to some recipients on one channel."""
 
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_org_id", "organization_id", "id"),)
+    __table_args__ = (
+        Index("ix_messages_org_id", "organization_id", "id"),
+        Index("ix_messages_campaign", "campaign_id"),
+    )
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE")
@@ -35,6 +38,12 @@ class Message(Base):
     status: Mapped[str] = mapped_column(String(20))
     variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     recipient_count: Mapped[int] = mapped_column(default=0)
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), default=None
+    )
+    event_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("events.id", ondelete="SET NULL"), default=None
+    )
     cancelled_at: Mapped[datetime | None] = mapped_column(default=None)
 
 
@@ -60,6 +69,13 @@ class Delivery(Base):
         Index("ix_deliveries_org_status", "organization_id", "status"),
         Index("ix_deliveries_provider_message", "organization_id", "provider_message_id"),
         UniqueConstraint("idempotency_key", name="uq_deliveries_idempotency_key"),
+        Index(
+            "ix_deliveries_cancellation_key",
+            "organization_id",
+            "cancellation_key",
+            sqlite_where=text("cancellation_key IS NOT NULL"),
+            postgresql_where=text("cancellation_key IS NOT NULL"),
+        ),
     )
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
@@ -80,6 +96,9 @@ class Delivery(Base):
     template_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("template_versions.id"))
     variables: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # scheduled deliveries sharing a key are cancelled together (e.g. a guest's RSVP
+    # reminders once they answer); see campaigns
+    cancellation_key: Mapped[str | None] = mapped_column(String(200), default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 

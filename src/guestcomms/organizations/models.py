@@ -17,6 +17,9 @@ class Organization(Base):
     __tablename__ = "organizations"
 
     name: Mapped[str] = mapped_column(String(200), unique=True)
+    # the last fallback for scheduling in "each guest's own time" (contact, then event, then this)
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    locale: Mapped[str] = mapped_column(String(35), default="en")
 
 
 class ApiKey(Base):

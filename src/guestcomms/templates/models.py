@@ -22,6 +22,7 @@ class Template(Base):
     )
     name: Mapped[str] = mapped_column(String(200))
     channel: Mapped[str] = mapped_column(String(20))
+    category: Mapped[str | None] = mapped_column(String(100), default=None)
     latest_version: Mapped[int] = mapped_column(default=0)
 
 
@@ -45,3 +46,6 @@ class TemplateVersion(Base):
     # other channels' content: {"sms": {"body"}, "push": {"title", "body", "url"},
     # "voice": {"say"}, "inapp": {"title", "body", "url"}, "webhook": {"event_type"}}
     channel_content: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # locale variants: {"fr": {"subject", "html", "text", "channel_content"}}, chosen from
+    # the contact's locale (fr-CA -> fr -> the default content above)
+    locales: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

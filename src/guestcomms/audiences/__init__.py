@@ -1,0 +1,1 @@
+"""Saved audiences: named filters over an organization's contacts and event guests."""

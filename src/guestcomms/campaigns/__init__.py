@@ -1,0 +1,1 @@
+"""Campaigns: a message to an audience, fanned out in batches, on a schedule."""

@@ -1,0 +1,1 @@
+"""Events (weddings and other occasions), their guests and vendors, and households."""
