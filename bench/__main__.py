@@ -11,6 +11,11 @@ Runs, selectable with ``--only`` (comma-separated, or repeated):
 - ``postgres-sendgrid``, ``postgres-twilio``: only with ``--all`` or when named with
   ``--only`` (they would take ``make bench`` past its time budget).
 
+- ``fanout-sqlite``, ``fanout-postgres``: a 50,000-guest campaign fanned out into
+  deliveries (``bench/fanout.py``, in a child process: rate, phases and RSS growth).
+- ``sqlite-priority``, ``postgres-priority``: emergency messages sent through the API while a
+  100,000-delivery backlog drains; API accept -> provider hand-off p50/p99 (``bench/priority.py``).
+
 ``--recipients N`` sizes every run (default 10,000); ``--profile RUN`` records the worker of
 that run with py-spy and prints where its time went. Exit status 1 if any run failed, or if
 the SMTP sink or the simulator received other than the deliveries recorded as sent.
@@ -31,6 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench import e2e
+from bench import fanout as fanout_bench
+from bench import priority as priority_bench
 from bench.ceiling import CeilingResult
 from bench.content import MAX_GUESTS
 from bench.procs import (
@@ -47,8 +54,15 @@ from bench.smtp_sink import read_stats
 from bench.stores import DEFAULT_ADMIN_DSN, postgres_reachable
 
 CEILING = "smtp-ceiling"
-RUNS = (CEILING, *(s.name for s in e2e.SCENARIOS))
-DEFAULT_RUNS = (CEILING, *(s.name for s in e2e.SCENARIOS if s.default))
+FANOUT_RUNS = {"fanout-sqlite": "sqlite", "fanout-postgres": "postgres"}
+RUNS = (CEILING, *(s.name for s in e2e.SCENARIOS), *FANOUT_RUNS, *priority_bench.RUNS)
+DEFAULT_RUNS = (
+    CEILING,
+    *(s.name for s in e2e.SCENARIOS if s.default),
+    *FANOUT_RUNS,
+    *priority_bench.RUNS,
+)
+FANOUT_TIMEOUT_SECONDS = 300.0
 CEILING_LOOPS = ("asyncio", "uvloop")
 CEILING_TIMEOUT_SECONDS = 180.0
 
@@ -90,6 +104,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--postgres", default=DEFAULT_ADMIN_DSN, help="admin DSN (database test)")
     parser.add_argument("--out", type=Path, help="keep logs and profiles in this folder")
+    priority_bench.add_arguments(parser)
     args = parser.parse_args(argv)
     args.only = [n.strip() for item in args.only for n in item.split(",") if n.strip()] or list(
         RUNS if args.all else DEFAULT_RUNS
@@ -153,6 +168,8 @@ class Findings:
     ceilings: list[CeilingResult] = field(default_factory=list)
     results: list[e2e.E2EResult] = field(default_factory=list)
     profiles: list[tuple[str, ProfileSummary, Path]] = field(default_factory=list)
+    fanouts: list[fanout_bench.FanoutResult] = field(default_factory=list)
+    priorities: list[priority_bench.PriorityResult] = field(default_factory=list)
 
     def failed(self, scenario: e2e.Scenario, recipients: int, error: str) -> None:
         """Record a run that could not happen."""
@@ -268,8 +285,65 @@ async def one_run(
             console.print(f"[red]  profile of {scenario.name}: {e}[/]")
 
 
+async def fanouts(args: argparse.Namespace, found: Findings) -> None:
+    """The campaign fan-out on each database asked for, each in a child process (so its RSS
+    is the fan-out's own)."""
+    for run_name, store in FANOUT_RUNS.items():
+        if run_name not in args.only:
+            continue
+        if store == "postgres" and (down := await postgres_reachable(args.postgres)):
+            found.ok = False
+            console.print(f"[red]  {run_name} failed:[/] PostgreSQL unreachable: {down}")
+            continue
+        started = time.monotonic()
+        argv = [sys.executable, "-m", "bench.fanout", "--store", store, "--json"]
+        child = await start(
+            run_name,
+            [*argv, "--postgres", args.postgres],
+            env=child_env({}),
+            log_dir=args.workdir,
+            stdout_pipe=True,
+        )
+        try:
+            line = await read_ready_line(child, prefix="RESULT", within=FANOUT_TIMEOUT_SECONDS)
+        except BenchError as e:
+            found.ok = False
+            console.print(f"[red]  {run_name} failed:[/] {e}")
+            continue
+        finally:
+            await child.stop()
+        result = fanout_bench.FanoutResult(**json.loads(line))
+        found.fanouts.append(result)
+        console.print(
+            f"  {run_name}: {result.rate:,.0f} deliveries/s, RSS peak growth "
+            f"{result.rss_peak_growth_mb:+.1f} MB [dim]({time.monotonic() - started:.0f}s)[/]"
+        )
+
+
+async def priorities(args: argparse.Namespace, sinks: e2e.Sinks, found: Findings) -> None:
+    """The emergency lane under a backlog, on each database asked for."""
+    names = [name for name in priority_bench.RUNS if name in args.only]
+    if not names or sinks.simulator_url is None:
+        return
+    for result in await priority_bench.run_all(args, names, sinks.simulator_url):
+        found.priorities.append(result)
+        if result.error is not None:
+            found.ok = False
+            console.print(f"[red]  {result.name} failed:[/] {result.error}")
+            continue
+        p99 = result.percentile(result.latencies_ms, 0.99)
+        console.print(
+            f"  {result.name}: emergency hand-off p99 {p99:.1f} ms under a "
+            f"{result.backlog:,} backlog [dim]({result.seconds:.0f}s)[/]"
+        )
+
+
 def print_findings(args: argparse.Namespace, found: Findings) -> None:
     """The tables."""
+    if found.fanouts:
+        console.print(fanout_bench.table(found.fanouts))
+    if found.priorities:
+        console.print(priority_bench.table(found.priorities))
     if found.results:
         console.print(e2e_table(found.results, recipients=args.recipients))
     table = ceiling_table(found.ceilings, found.results)
@@ -288,7 +362,9 @@ async def bench(args: argparse.Namespace) -> bool:
     found = Findings()
     scenarios = [s for s in e2e.SCENARIOS if s.name in args.only]
     needs_sink = CEILING in args.only or any(s.sink == "smtp" for s in scenarios)
-    needs_simulator = any(s.account is not None for s in scenarios)
+    needs_simulator = any(s.account is not None for s in scenarios) or any(
+        name in args.only for name in priority_bench.RUNS
+    )
     async with contextlib.AsyncExitStack() as stack:
         sinks = e2e.Sinks()
         if needs_sink:
@@ -303,6 +379,8 @@ async def bench(args: argparse.Namespace) -> bool:
             await ceilings(args, sinks.smtp_port, found)
         if scenarios:
             await seed_and_run(args, scenarios, sinks, found)
+        await fanouts(args, found)
+        await priorities(args, sinks, found)
     print_findings(args, found)
     return found.ok
 

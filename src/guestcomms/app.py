@@ -21,6 +21,9 @@ from guestcomms.api import health
 from guestcomms.api.limits import BodySizeLimitMiddleware
 from guestcomms.api.problems import install_problem_handlers
 from guestcomms.api.runtime import Runtime
+from guestcomms.audiences import routes as audiences_routes
+from guestcomms.campaigns import routes as campaigns_routes
+from guestcomms.campaigns.fanout import FanoutRunner
 from guestcomms.channels.base import Provider
 from guestcomms.channels.inapp import NOTIFY_CHANNEL as INBOX_NOTIFY_CHANNEL
 from guestcomms.channels.inapp import InAppProvider, InboxBroker
@@ -39,6 +42,7 @@ from guestcomms.engine.directory import ProviderDirectory
 from guestcomms.engine.dispatch import Dispatcher
 from guestcomms.engine.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from guestcomms.engine.worker import Worker
+from guestcomms.events import routes as events_routes
 from guestcomms.inbound import routes as inbound_routes
 from guestcomms.inbox import routes as inbox_routes
 from guestcomms.messages import delivery_routes
@@ -119,15 +123,35 @@ def create_worker(
         shutdown_grace_seconds=settings.shutdown_grace_seconds,
         wake=wake,
         owned_engine=owned,
+        emergency_lane=settings.emergency_lane,
+        fair_share=settings.fair_share,
     )
 
 
 async def run_worker(worker: Worker, settings: Settings) -> None:
-    """Run ``worker`` until it is stopped, woken by PostgreSQL notifications when available."""
-    stop_listening = await listen_for_wakeups(settings.database_url, worker.wake.set)
+    """Run ``worker`` until it is stopped, woken by PostgreSQL notifications when available,
+    with the campaign fan-out beside it (it wakes the worker after every batch it writes)."""
+    stop_listening = await listen_for_wakeups(settings.database_url, worker.wake_up)
+    fanout = FanoutRunner(
+        sessions=worker.sessions,
+        batch_size=settings.campaign_batch_size,
+        lease_seconds=settings.lease_seconds,
+        poll_interval_seconds=settings.poll_interval_seconds,
+        on_batch=worker.wake.set,
+    )
+
+    async def stop_fanout_with_worker() -> None:
+        await worker.wait_stopping()
+        fanout.stop()
+
+    side_tasks = [asyncio.create_task(fanout.run()), asyncio.create_task(stop_fanout_with_worker())]
     try:
         await worker.run()
     finally:
+        fanout.stop()
+        for task in side_tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*side_tasks, return_exceptions=True)
         if stop_listening is not None:
             await stop_listening()
 
@@ -148,7 +172,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         worker: Worker | None = None
         if embedded_worker:
             worker = create_worker(settings, engine=engine, broker=runtime.inbox)
-            runtime.wake_workers = worker.wake.set
+            runtime.wake_workers = worker.wake_up
             worker_task = asyncio.create_task(run_worker(worker, settings))
         # in-app items sent by workers in other processes reach this process's streams
         stop_listening = await listen(
@@ -176,9 +200,13 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
     for router in (
         health.router,
         contacts_routes.router,
+        audiences_routes.router,
+        events_routes.router,
         templates_routes.router,
         messages_routes.router,
         delivery_routes.router,
+        campaigns_routes.router,
+        campaigns_routes.deliveries_router,
         inbound_routes.router,
         providers_routes.router,
         inbox_routes.router,

@@ -20,6 +20,8 @@ from rich.table import Table
 
 from guestcomms import demo as demo_module
 from guestcomms.app import create_app, create_worker, run_worker
+from guestcomms.commands.campaigns import campaign_app
+from guestcomms.commands.contacts import contacts_app
 from guestcomms.commands.support import (
     console,
     err_console,
@@ -60,6 +62,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(providers_app, name="providers")
+app.add_typer(contacts_app, name="contacts")
+app.add_typer(campaign_app, name="campaign")
 
 Host = Annotated[str, typer.Option(help="address to listen on")]
 Port = Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)]

@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     # batches in flight per worker process: one sends while another claims or records
     worker_concurrency: int = Field(default=2, ge=1, le=64)
     batch_size: int = Field(default=200, ge=1, le=5000)
+    # within a priority, organizations take turns in each claim (db/queue.py), so one
+    # organization's huge campaign cannot hold up another's messages; false: oldest first
+    fair_share: bool = True
+    # one more lane per worker that claims only emergencies, woken the moment one is sent
+    emergency_lane: bool = True
+    # guests per campaign fan-out transaction (each written with its deliveries and cursor)
+    campaign_batch_size: int = Field(default=5000, ge=1, le=50_000)
     lease_seconds: float = Field(default=60.0, gt=0)
     poll_interval_seconds: float = Field(default=1.0, gt=0)
     max_attempts: int = Field(default=8, ge=1, le=100)

@@ -5,7 +5,8 @@
     ├── NotFoundError                no such resource in this organization (404)
     ├── ValidationFailedError        input is well-formed JSON but wrong (422, names the field)
     │   ├── TemplateError            a template does not compile or uses an unknown variable
-    │   └── UnknownContactError      a message names a contact that does not exist
+    │   ├── UnknownContactError      a message names a contact that does not exist
+    │   └── FilterSyntaxError        an audience filter is malformed (with its position)
     ├── ConflictError                the request conflicts with current state (409)
     │   └── IdempotencyMismatchError the Idempotency-Key was used with another body
     ├── AuthenticationError          a missing, malformed or unknown API key (401)
@@ -74,6 +75,25 @@ class UnknownContactError(ValidationFailedError):
 
     slug = "unknown-contact"
     title = "Unknown contact"
+
+
+class FilterSyntaxError(ValidationFailedError):
+    """The audience filter is invalid."""
+
+    slug = "filter-error"
+    title = "Invalid filter"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        position: int,
+        line: int,
+        column: int,
+        field: str | None = "filter",
+    ) -> None:
+        super().__init__(message, field=field)
+        self.position, self.line, self.column = position, line, column
 
 
 class ConflictError(GuestcommsError):

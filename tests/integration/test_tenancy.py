@@ -27,17 +27,55 @@ from tests.support import (
 )
 
 PROBLEM = "application/problem+json"
+VENUE = {"venue": "Lake Como"}
 VERSION_BODY = {"subject": "Hello {{ first_name }}", "text": "Hi {{ first_name }}", "variables": []}
 
 # Every route with a path parameter: the body A sends when probing B's resource (or None).
 ROUTES_WITH_IDS: dict[tuple[str, str], dict[str, Any] | None] = {
+    # events first: their DELETEs must run before the contact's (which removes the guest)
+    ("GET", "/v1/events/{event_id}/guests"): None,
+    ("POST", "/v1/events/{event_id}/guests"): {"contact_id": f"ct_{'0' * 32}"},
+    ("GET", "/v1/events/{event_id}/guests/{contact_id}"): None,
+    ("PATCH", "/v1/events/{event_id}/guests/{contact_id}"): {"table": "13"},
+    ("POST", "/v1/events/{event_id}/guests/{contact_id}/rsvp"): {"rsvp": "no"},
+    ("DELETE", "/v1/events/{event_id}/guests/{contact_id}"): None,
+    ("GET", "/v1/events/{event_id}/households"): None,
+    ("POST", "/v1/events/{event_id}/households"): {"name": "Mallory"},
+    ("GET", "/v1/events/{event_id}/households/{household_id}"): None,
+    ("PATCH", "/v1/events/{event_id}/households/{household_id}"): {"name": "Mallory"},
+    ("DELETE", "/v1/events/{event_id}/households/{household_id}"): None,
+    ("GET", "/v1/events/{event_id}"): None,
+    ("PATCH", "/v1/events/{event_id}"): {"name": "Mallory"},
+    ("DELETE", "/v1/events/{event_id}"): None,
+    ("GET", "/v1/audiences/{audience_id}"): None,
+    ("PATCH", "/v1/audiences/{audience_id}"): {"name": "Mallory"},
+    ("GET", "/v1/audiences/{audience_id}/preview"): None,
+    ("DELETE", "/v1/audiences/{audience_id}"): None,
     ("GET", "/v1/contacts/{contact_id}"): None,
     ("PATCH", "/v1/contacts/{contact_id}"): {"first_name": "Mallory"},
     ("DELETE", "/v1/contacts/{contact_id}"): None,
     ("GET", "/v1/templates/{template_id}"): None,
     ("POST", "/v1/templates/{template_id}/versions"): VERSION_BODY,
     ("GET", "/v1/templates/{template_id}/versions/{number}"): None,
+    ("PATCH", "/v1/templates/{template_id}"): {"category": "mallory"},
+    ("POST", "/v1/templates/{template_id}/clone"): {"name": "mallory"},
+    ("GET", "/v1/templates/{template_id}/usage"): None,
+    ("POST", "/v1/templates/{template_id}/preview"): {
+        "contact_id": "{contact_id}",  # the probed organization's contact: see _fill
+        "variables": {"venue": "Mallory's"},
+        "version": 1,  # the version POSTed above declares no variables
+    },
     ("GET", "/v1/messages/{message_id}"): None,
+    # campaigns in the order a campaign lives: the DELETE runs last (after its cancel)
+    ("GET", "/v1/campaigns/{campaign_id}"): None,
+    # the template's latest version (POSTed above) declares no variables
+    ("PATCH", "/v1/campaigns/{campaign_id}"): {"name": "Mallory", "variables": {}},
+    ("POST", "/v1/campaigns/{campaign_id}/preview"): None,
+    ("POST", "/v1/campaigns/{campaign_id}/start"): None,
+    ("POST", "/v1/campaigns/{campaign_id}/pause"): None,
+    ("POST", "/v1/campaigns/{campaign_id}/resume"): None,
+    ("POST", "/v1/campaigns/{campaign_id}/cancel"): None,
+    ("DELETE", "/v1/campaigns/{campaign_id}"): None,
     ("POST", "/v1/messages/{message_id}/cancel"): None,
     ("GET", "/v1/deliveries/{delivery_id}"): None,
     ("POST", "/v1/deliveries/{delivery_id}/replay"): None,
@@ -55,12 +93,15 @@ ROUTES_WITH_IDS: dict[tuple[str, str], dict[str, Any] | None] = {
 # Every list route under /v1: the cursor parameter its pages use.
 LIST_ROUTES: dict[str, str] = {
     "/v1/contacts": "after",
+    "/v1/audiences": "after",
     "/v1/templates": "after",
     "/v1/messages": "before",
     "/v1/outbox": "before",
     "/v1/deliveries": "after",
     "/v1/providers": "after",
     "/v1/webhook-endpoints": "after",
+    "/v1/events": "after",
+    "/v1/campaigns": "after",
 }
 
 # Routes that only create rows in the caller's organization. Those that take ids in the body
@@ -70,11 +111,31 @@ CREATE_ROUTES: frozenset[tuple[str, str]] = frozenset(
     {
         ("POST", "/v1/contacts"),
         ("POST", "/v1/contacts/import"),
+        ("POST", "/v1/audiences"),
+        # reads only the caller's contacts; another organization's event_id is a 422
+        # (test_audiences.py::test_event_audiences_select_the_events_guests)
+        ("POST", "/v1/audiences/preview"),
         ("POST", "/v1/templates"),
         ("POST", "/v1/messages"),
         ("POST", "/v1/providers"),
         ("POST", "/v1/webhook-endpoints"),
+        ("POST", "/v1/events"),
+        ("POST", "/v1/campaigns"),
         ("PUT", "/v1/routes/{channel}"),  # the caller's own routing; the path names no row
+    }
+)
+
+# Routes without a path id that take template ids in the body or query (bulk updates and
+# deletes, export's ?ids=) or write only the caller's rows (import); another organization's
+# ids are refused in test_templates_management.py::test_template_routes_refuse_another_...
+ROUTES_WITH_BODY_IDS: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("POST", "/v1/templates/bulk"),
+        ("GET", "/v1/templates/export"),
+        ("POST", "/v1/templates/import"),
+        # cancels only the caller's deliveries with the key (test_campaigns.py::
+        # test_cancel_by_key_cancels_only_the_callers_unclaimed_deliveries)
+        ("POST", "/v1/deliveries/cancel"),
     }
 )
 
@@ -106,6 +167,10 @@ class Org:
     email: str
     inbox_item: str = ""
     endpoint: str = ""
+    event: str = ""
+    household: str = ""
+    campaign: str = ""
+    audience: str = ""
 
     def path(self, template: str) -> str:
         """``template`` with this organization's ids filled in."""
@@ -117,6 +182,10 @@ class Org:
             provider_id=self.provider,
             item_id=self.inbox_item,
             endpoint_id=self.endpoint,
+            event_id=self.event,
+            household_id=self.household,
+            campaign_id=self.campaign,
+            audience_id=self.audience,
             number=1,
         )
 
@@ -188,6 +257,23 @@ async def _add_provider(org: Org) -> None:
     org.endpoint = endpoint.json()["id"]
 
 
+async def _add_event(org: Org) -> None:
+    """An event with a household, and the organization's contact as a guest in it."""
+    response = await org.client.post(
+        "/v1/events", json={"name": "Wedding", "date": "2026-06-20", "timezone": "Europe/Rome"}
+    )
+    assert response.status_code == 201, response.text
+    org.event = response.json()["id"]
+    response = await org.client.post(f"/v1/events/{org.event}/households", json={"name": "H"})
+    assert response.status_code == 201, response.text
+    org.household = response.json()["id"]
+    response = await org.client.post(
+        f"/v1/events/{org.event}/guests",
+        json={"contact_id": org.contact, "household_id": org.household},
+    )
+    assert response.status_code == 201, response.text
+
+
 @contextlib.asynccontextmanager
 async def two_organizations(database_url: str) -> AsyncIterator[tuple[Org, Org]]:
     """Organizations A and B, each with a contact, a template and a message sent by a worker."""
@@ -202,7 +288,29 @@ async def two_organizations(database_url: str) -> AsyncIterator[tuple[Org, Org]]
             org.inbox_item = inbox["items"][0]["id"]
         await _add_provider(a)
         await _add_provider(b)
+        await _add_event(a)
+        await _add_event(b)
+        for org in (a, b):
+            response = await org.client.post(
+                "/v1/audiences", json={"name": "Family", "filter": 'tags has "family"'}
+            )
+            assert response.status_code == 201, response.text
+            org.audience = response.json()["id"]
+        for org in (a, b):
+            response = await org.client.post(
+                "/v1/campaigns",
+                json={"name": "Save the date", "template_id": org.template, "variables": VENUE},
+            )
+            assert response.status_code == 201, response.text
+            org.campaign = response.json()["id"]
         yield a, b
+
+
+def _fill(body: dict[str, Any] | None, org: Org) -> dict[str, Any] | None:
+    """``body`` with each value ``"{contact_id}"`` replaced by ``org``'s contact id."""
+    if body is None:
+        return None
+    return {k: org.contact if v == "{contact_id}" else v for k, v in body.items()}
 
 
 def _ids(items: list[dict[str, Any]]) -> set[str]:
@@ -214,7 +322,7 @@ async def test_organization_cannot_reach_another_organizations_rows(database_url
     async with two_organizations(database_url) as (a, b):
         before = await _state(b)
         for (method, template), body in ROUTES_WITH_IDS.items():
-            response = await a.client.request(method, b.path(template), json=body)
+            response = await a.client.request(method, b.path(template), json=_fill(body, b))
             assert response.status_code == 404, (method, template, response.text)
             assert response.headers["content-type"].split(";")[0] == PROBLEM
             assert response.json()["type"] == "/problems/not-found"
@@ -225,9 +333,13 @@ async def test_organization_cannot_reach_another_organizations_rows(database_url
         ):
             if template.endswith("/stream"):  # reached only as a stream; see test_channels
                 continue
-            response = await b.client.request(method, b.path(template), json=body)
-            if template.endswith(("/cancel", "/replay")):  # reached, but B's was already sent
+            response = await b.client.request(method, b.path(template), json=_fill(body, b))
+            if template.endswith(("/cancel", "/replay")) and "/campaigns/" not in template:
+                # reached, but B's was already sent
                 assert response.status_code == 409, response.text
+            elif (method, template) == ("POST", "/v1/events/{event_id}/guests"):
+                # reached B's event, which A could not; the body names no contact of B's
+                assert response.json()["field"] == "contact_id", response.text
             else:
                 assert response.is_success, (method, template, response.text)
 
@@ -311,7 +423,7 @@ async def test_every_route_is_in_the_tenancy_tables(sqlite_url: str) -> None:
     documented = {(m.upper(), p) for p, item in openapi["paths"].items() for m in item}
     assert documented <= routes, f"routes missed by the enumeration: {documented - routes}"
     for method, path in sorted(routes):
-        if (method, path) in SIGNED_ROUTES or (method, path) in CREATE_ROUTES:
+        if (method, path) in SIGNED_ROUTES | CREATE_ROUTES | ROUTES_WITH_BODY_IDS:
             continue
         if "{" in path:
             assert (method, path) in ROUTES_WITH_IDS, f"{method} {path} has no tenancy check"
@@ -322,5 +434,6 @@ async def test_every_route_is_in_the_tenancy_tables(sqlite_url: str) -> None:
             )
         else:
             assert path in UNSCOPED_ROUTES, f"{method} {path} is not classified for tenancy"
-    named = set(ROUTES_WITH_IDS) | CREATE_ROUTES | SIGNED_ROUTES | {("GET", p) for p in LIST_ROUTES}
+    named = set(ROUTES_WITH_IDS) | CREATE_ROUTES | SIGNED_ROUTES | ROUTES_WITH_BODY_IDS
+    named |= {("GET", p) for p in LIST_ROUTES}
     assert not named - routes, f"the tables name routes the app does not have: {named - routes}"

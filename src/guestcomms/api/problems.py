@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from guestcomms.errors import GuestcommsError, TemplateError
+from guestcomms.errors import FilterSyntaxError, GuestcommsError, TemplateError
 
 log = structlog.get_logger("guestcomms.api")
 
@@ -40,6 +40,8 @@ async def _on_guestcomms_error(request: Request, exc: Exception) -> JSONResponse
     extra: dict[str, Any] = {"field": exc.field}
     if isinstance(exc, TemplateError):
         extra["line"] = exc.line
+    if isinstance(exc, FilterSyntaxError):
+        extra.update(position=exc.position, line=exc.line, column=exc.column)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     response = problem(
         status=exc.status, slug=exc.slug, title=exc.title, detail=exc.message, **extra

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -11,7 +11,15 @@ from guestcomms.channels.inapp import InboxBroker
 from guestcomms.config import Settings
 
 
-def _no_wake() -> None:
+class WakeWorkers(Protocol):
+    """Wakes the workers after a commit; ``priority`` (when known) lets an emergency wake
+    the emergency lane at once (see ``Worker.wake_up``)."""
+
+    def __call__(self, priority: int | None = None) -> None:
+        """Wake them."""
+
+
+def _no_wake(priority: int | None = None) -> None:
     """Default wake-up: nothing in this process to wake (workers poll)."""
 
 
@@ -23,4 +31,4 @@ class Runtime:
     engine: AsyncEngine
     sessions: async_sessionmaker[AsyncSession]
     inbox: InboxBroker = field(default_factory=InboxBroker)
-    wake_workers: Callable[[], None] = field(default=_no_wake)
+    wake_workers: WakeWorkers = field(default=_no_wake)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, Index, SmallInteger, String, Text, Uuid
@@ -11,6 +12,22 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from guestcomms.db.base import Base
 from guestcomms.domain.clock import utc_now
+
+
+class CampaignStatus(StrEnum):
+    """Where a campaign is: ``running`` while it fans out, ``completed`` once every guest has
+    their deliveries (which then go out on their own schedule)."""
+
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"  # fan-out stopped and unclaimed deliveries held until resumed
+    COMPLETED = "completed"
+    CANCELLED = "cancelled"
+    FAILED = "failed"  # the fan-out stopped on an error (``error`` says which)
+
+
+#: statuses in which a campaign's deliveries may still go out (reminders are rechecked)
+ACTIVE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.COMPLETED)
 
 
 class Campaign(Base):
@@ -42,8 +59,10 @@ class Campaign(Base):
     # {"at": iso instant} | {"local_time": "10:00", "date": "2026-06-01"}
     # | {"local_time": "10:00", "days_before_event": 14}; see domain/schedule.py
     schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # {"every_days": 3, "count": 4, "stop_when": 'rsvp != "pending"'} or None
+    # {"every_days": 3, "count": 4, "while": 'rsvp = "pending"'} or None
     recurrence: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # with a "while" recurrence: the prefix of its deliveries' keys (``cmp_<hex>``, then
+    # ``:<contact hex>``, see domain.schedule.cancellation_key); None otherwise
     cancellation_key: Mapped[str | None] = mapped_column(String(100), default=None)
     status: Mapped[str] = mapped_column(String(20), default="draft")
     total: Mapped[int] = mapped_column(default=0)  # audience size when started

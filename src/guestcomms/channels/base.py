@@ -24,6 +24,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from guestcomms.channels.urgency import PrioritySlots
 from guestcomms.domain.enums import Channel
 from guestcomms.errors import GuestcommsError
 
@@ -199,7 +200,8 @@ class Provider(ABC, Generic[ItemT]):
     capabilities: Capabilities = Capabilities()
 
     def __init__(self, *, max_concurrency: int = 32) -> None:
-        self._limit = asyncio.Semaphore(max_concurrency)
+        # emergencies (see channels/urgency.py) take the next free slot ahead of bulk sends
+        self._limit = PrioritySlots(max_concurrency)
 
     async def start(self) -> None:
         """Open connections or sessions; called once before the first send."""

@@ -3,13 +3,32 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.contacts.models import Contact, ContactTag
+from guestcomms.db.upsert import insert_many, planned_for_values, upsert
 from guestcomms.domain.ids import new_id
+
+_CONTACTS = cast(Table, Contact.__table__)  # Core, for bulk reads and writes
+_TAGS = cast(Table, ContactTag.__table__)
+IN_CHUNK = 1000  # values per IN (...) list: well under either database's bind-parameter limit
+# the columns an import may change on an existing contact
+CONTACT_MUTABLE = (
+    "phone",
+    "first_name",
+    "last_name",
+    "timezone",
+    "locale",
+    "attributes",
+    "tags",
+    "webhook_url",
+    "push_subscriptions",
+    "updated_at",
+)
 
 
 class ContactRepository:
@@ -18,6 +37,16 @@ class ContactRepository:
     def __init__(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
         self._session = session
         self._org = organization_id
+
+    @property
+    def session(self) -> AsyncSession:
+        """The session (and so the transaction) this repository works in."""
+        return self._session
+
+    @property
+    def organization_id(self) -> uuid.UUID:
+        """The organization every query is scoped to."""
+        return self._org
 
     async def get(self, contact_id: uuid.UUID) -> Contact | None:
         """The contact, or ``None`` if it does not exist in this organization."""
@@ -101,6 +130,56 @@ class ContactRepository:
                     for t in tags
                 ],
             )
+
+    async def rows_by_emails(self, emails: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Existing contacts among ``emails`` as column values (no ORM objects: an import
+        reads thousands), keyed by email."""
+        table = _CONTACTS
+        found: dict[str, dict[str, Any]] = {}
+        async with planned_for_values(self._session):
+            for start in range(0, len(emails), IN_CHUNK):
+                rows = await self._session.execute(
+                    select(table).where(
+                        table.c.organization_id == self._org,
+                        table.c.email.in_(emails[start : start + IN_CHUNK]),
+                    )
+                )
+                found.update({row.email: row._asdict() for row in rows})
+        return found
+
+    async def upsert_rows(self, rows: list[dict[str, Any]]) -> dict[str, uuid.UUID]:
+        """Write contact rows (every column) in one statement: a row whose email exists in
+        this organization updates that contact instead. Returns the ids of the rows with an
+        email, keyed by email."""
+        for row in rows:
+            row["organization_id"] = self._org
+        written = await upsert(
+            self._session,
+            _CONTACTS,
+            rows,
+            conflict=("organization_id", "email"),
+            update=CONTACT_MUTABLE,
+            returning=("id", "email"),
+        )
+        return {row.email: row.id for row in written if row.email}
+
+    async def replace_tags_of(
+        self, tags: Mapping[uuid.UUID, Sequence[str]], *, clear: Sequence[uuid.UUID]
+    ) -> None:
+        """Delete the tag rows of ``clear``, then insert ``tags`` (contact id -> its tags)."""
+        for start in range(0, len(clear), IN_CHUNK):
+            await self._session.execute(
+                delete(ContactTag).where(
+                    ContactTag.organization_id == self._org,
+                    ContactTag.contact_id.in_(clear[start : start + IN_CHUNK]),
+                )
+            )
+        rows = [
+            {"id": new_id(), "organization_id": self._org, "contact_id": key, "tag": tag}
+            for key, values in tags.items()
+            for tag in values
+        ]
+        await insert_many(self._session, _TAGS, rows)
 
     async def delete(self, contact: Contact) -> None:
         """Delete the contact (its tags and deliveries go with it)."""

@@ -65,25 +65,40 @@ async def list_contacts(
 
 @router.post("/import", summary="Import contacts from JSON or CSV")
 async def import_contacts(
-    request: Request, session: SessionDep, caller: CallerDep, runtime: RuntimeDep
+    request: Request,
+    session: SessionDep,
+    caller: CallerDep,
+    runtime: RuntimeDep,
+    event_id: Annotated[
+        str | None,
+        Query(description="also add (or update) every contact as a guest of this event"),
+    ] = None,
 ) -> ImportReport:
     """Create or update (by email) many contacts. Send a JSON array of contacts
     (`Content-Type: application/json`) or a CSV file with a header row (`text/csv`).
-    Valid rows are kept; each refused row is reported with its number, field and reason."""
+    With `event_id`, each contact is also added to the event (or updated in it), and rows may
+    carry the guest fields `role`, `rsvp`, `side`, `table`, `dietary` and `household` (a
+    household name, created in the event when new). Valid rows are kept; each refused row is
+    reported with its number, field and reason."""
     caller.require("contacts:write")
-    rows = _import_rows(request.headers.get("content-type", ""), await request.body())
+    event = body_id(IdKind.EVENT, event_id, field="event_id") if event_id else None
+    if event is not None:
+        caller.require("events:write")
+    rows = _import_rows(
+        request.headers.get("content-type", ""), await request.body(), guests=event is not None
+    )
     async with session.begin():
-        return await _service(session, caller, runtime).import_rows(rows)
+        return await _service(session, caller, runtime).import_rows(rows, event_id=event)
 
 
-def _import_rows(content_type: str, body: bytes) -> list[dict[str, Any]]:
+def _import_rows(content_type: str, body: bytes, *, guests: bool) -> list[dict[str, Any]]:
     media = content_type.split(";", maxsplit=1)[0].strip().lower()
     try:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         raise ValidationFailedError("the body is not UTF-8 text", field="body") from e
     if media in ("text/csv", "application/csv"):
-        return parse_csv(text)
+        return parse_csv(text, guest_columns=guests)
     if media != "application/json":
         raise ValidationFailedError(
             "send application/json (an array of contacts) or text/csv", field="content-type"

@@ -130,8 +130,12 @@ class RowError(BaseModel):
 
 
 class ImportReport(BaseModel):
-    """The outcome of a bulk import: rows created, updated, and refused with reasons."""
+    """The outcome of a bulk import: rows created, updated, and refused with reasons; with an
+    event, the contacts added to it or updated in it, and the households created for it."""
 
     created: int
     updated: int
+    added_to_event: int = 0
+    updated_in_event: int = 0
+    households_created: int = 0
     errors: list[RowError]

@@ -11,8 +11,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from pydantic import ValidationError
-
+from guestcomms.contacts.importing import GUEST_COLUMNS, ContactImporter, Progress
 from guestcomms.contacts.models import Contact
 from guestcomms.contacts.repository import ContactRepository
 from guestcomms.contacts.schemas import (
@@ -20,11 +19,11 @@ from guestcomms.contacts.schemas import (
     ContactOut,
     ContactUpdate,
     ImportReport,
-    RowError,
 )
 from guestcomms.contacts.validation import normalize_phone
 from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.errors import ConflictError, NotFoundError, ValidationFailedError
+from guestcomms.events.repository import EventRepository
 
 CSV_FIELDS = frozenset({"email", "phone", "first_name", "last_name", "timezone", "locale", "tags"})
 CSV_TAG_SEPARATORS = (";", "|")
@@ -125,51 +124,41 @@ class ContactService:
         """Delete the contact; ``NotFoundError`` if it is not this organization's."""
         await self._repo.delete(await self.get(contact_id))
 
-    async def import_rows(self, rows: Sequence[Mapping[str, Any]]) -> ImportReport:
-        """Create or update (matched by email) each valid row; report each invalid one.
+    async def import_rows(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        event_id: uuid.UUID | None = None,
+        progress: Progress | None = None,
+    ) -> ImportReport:
+        """Create or update (matched by email) each valid row, and with ``event_id`` add or
+        update each as a guest of that event; report each invalid row.
 
         Valid rows are kept even when others fail, so a file with one typo is not lost.
+        Raises ``ValidationFailedError`` (field ``event_id``) if the event is not this
+        organization's. ``progress`` is called with the number of rows done, chunk by chunk.
         """
-        errors: list[RowError] = []
-        valid: list[tuple[int, ContactCreate]] = []
-        for number, raw in enumerate(rows, start=1):
-            try:
-                data = ContactCreate.model_validate(raw)
-                if not data.email and not data.phone:
-                    raise ValidationFailedError(
-                        "a contact needs an email or a phone", field="email"
-                    )
-                if data.phone:  # assigning None would mark phone as set and erase it on update
-                    data.phone = self._phone(data.phone)
-            except ValidationError as e:
-                first = e.errors()[0]
-                field = ".".join(str(p) for p in first["loc"]) or None
-                errors.append(RowError(row=number, field=field, message=first["msg"]))
-                continue
-            except ValidationFailedError as e:
-                errors.append(RowError(row=number, field=e.field, message=e.message))
-                continue
-            valid.append((number, data))
-        existing = await self._repo.by_emails(d.email for _, d in valid if d.email)
-        created = updated = 0
-        for _, data in valid:
-            contact = existing.get(data.email) if data.email else None
-            if contact is None:
-                contact = await self.create(data)
-                if contact.email:
-                    existing[contact.email] = contact
-                created += 1
-            else:
-                await self.update(contact.id, ContactUpdate(**data.model_dump(exclude_unset=True)))
-                updated += 1
-        return ImportReport(created=created, updated=updated, errors=errors)
+        events = None
+        if event_id is not None:
+            events = EventRepository(self._repo.session, self._repo.organization_id)
+            if await events.get(event_id) is None:
+                raise ValidationFailedError(
+                    f"unknown event {to_public(IdKind.EVENT, event_id)}", field="event_id"
+                )
+        importer = ContactImporter(
+            self._repo, events=events, event_id=event_id, default_phone_region=self._region
+        )
+        return await importer.run(rows, progress=progress)
 
 
-def parse_csv(text: str) -> list[dict[str, Any]]:
+def parse_csv(text: str, *, guest_columns: bool = False) -> list[dict[str, Any]]:
     """Rows of a CSV file with a header; unknown columns become attributes, tags split on ; or |.
 
+    With ``guest_columns`` (an import into an event), the guest columns (role, rsvp, side,
+    table, dietary, household) are fields of the row rather than attributes of the contact.
     Raises ``ValidationFailedError`` if the file has no header row.
     """
+    fields = CSV_FIELDS | GUEST_COLUMNS if guest_columns else CSV_FIELDS
     reader = csv.DictReader(io.StringIO(text))
     if not reader.fieldnames:
         raise ValidationFailedError("the CSV file has no header row", field="file")
@@ -183,7 +172,7 @@ def parse_csv(text: str) -> list[dict[str, Any]]:
             key = column.strip()
             if key == "tags":
                 row["tags"] = _split_tags(value)
-            elif key in CSV_FIELDS:
+            elif key in fields:
                 row[key] = value
             else:
                 attributes[key] = value

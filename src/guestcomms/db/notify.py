@@ -18,17 +18,27 @@ CHANNEL = "guestcomms_wake"
 log = structlog.get_logger("guestcomms.notify")
 
 
-async def notify_workers(session: AsyncSession) -> None:
-    """Queue a wake-up for every listening worker, sent when the transaction commits."""
+async def notify_workers(session: AsyncSession, *, priority: int | None = None) -> None:
+    """Queue a wake-up for every listening worker, sent when the transaction commits.
+
+    ``priority`` (the most urgent of the new work, when known) is the payload, so a worker
+    wakes its emergency lane only for an emergency.
+    """
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(text(f"NOTIFY {CHANNEL}"))
+        payload = "" if priority is None else f", '{int(priority)}'"
+        await session.execute(text(f"NOTIFY {CHANNEL}{payload}"))
 
 
 async def listen_for_wakeups(
-    database_url: str, on_wake: Callable[[], None]
+    database_url: str, on_wake: Callable[[int | None], None]
 ) -> Callable[[], Awaitable[None]] | None:
-    """Call ``on_wake`` on every wake-up notification; see :func:`listen`."""
-    return await listen(database_url, {CHANNEL: lambda _payload: on_wake()})
+    """Call ``on_wake(priority)`` on every wake-up notification (``None`` when it names no
+    priority); see :func:`listen`."""
+    return await listen(database_url, {CHANNEL: lambda payload: on_wake(_priority(payload))})
+
+
+def _priority(payload: str) -> int | None:
+    return int(payload) if payload.isdigit() else None
 
 
 async def listen(

@@ -9,13 +9,29 @@ token: a worker whose lease expired and was taken over writes nothing (fencing).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Row, Table, bindparam, func, insert, select, update
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Integer,
+    Row,
+    Select,
+    Table,
+    Update,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.domain.enums import CLAIMABLE, DeliveryStatus, EventType
@@ -94,36 +110,149 @@ def _to_claimed(row: Row[Any]) -> ClaimedDelivery:
 
 
 async def claim_batch(
-    session: AsyncSession, *, limit: int, lease_seconds: float, now: datetime
+    session: AsyncSession,
+    *,
+    limit: int,
+    lease_seconds: float,
+    now: datetime,
+    max_priority: int | None = None,
+    fair: bool = True,
 ) -> tuple[uuid.UUID, list[ClaimedDelivery]]:
-    """Claim up to ``limit`` due deliveries, highest priority then oldest ``send_at`` first.
+    """Claim up to ``limit`` due deliveries in one statement: by priority, then shared
+    between organizations, then oldest ``send_at`` first.
 
-    Sets them ``sending`` with a fresh lease token (returned) and counts the attempt. The
-    caller commits.
+    The rule: a more urgent delivery of any organization goes before a less urgent one of
+    every organization. Within one priority, organizations take turns (each one's oldest
+    due row, then each one's second, ...), so while k organizations have due work each gets
+    about ``limit / k`` of a batch, and what one cannot use goes to the others: one
+    organization alone gets full batches. ``fair=False`` orders a priority by ``send_at``
+    alone (oldest first, whoever it belongs to). ``max_priority`` (e.g. 0) claims only work
+    that urgent: the emergency lane. Sets the rows ``sending`` with a fresh lease token
+    (returned) and counts the attempt. The caller commits.
     """
     token = new_id()
-    due = (
-        select(_t.c.id)
-        .where(_t.c.status.in_(_CLAIMABLE), _t.c.send_at <= now)
-        .order_by(_t.c.priority, _t.c.send_at)
-        .limit(limit)
-    )
-    values = {
-        "status": DeliveryStatus.SENDING.value,
-        "lease_token": token,
-        "lease_until": now + timedelta(seconds=lease_seconds),
-        "attempts": _t.c.attempts + 1,
-        "updated_at": now,
+    stmt = _claim_statement(postgres=_is_postgres(session), max_priority=max_priority, fair=fair)
+    params = {
+        "claim_now": now,
+        "claim_limit": limit,
+        "claim_token": token,
+        "claim_lease_until": now + timedelta(seconds=lease_seconds),
     }
-    if _is_postgres(session):
-        picked = due.with_for_update(skip_locked=True).cte("picked")
-        target = _t.c.id == picked.c.id
-    else:
-        target = _t.c.id.in_(due.scalar_subquery())
-    stmt = update(_t).where(target).values(values).returning(*_RETURNING)
-    rows = (await session.execute(stmt)).all()
+    rows = (await session.execute(stmt, params)).all()
     claimed = sorted((_to_claimed(r) for r in rows), key=lambda c: (c.priority, c.id))
     return token, claimed
+
+
+def _claimable(table: FromClause) -> ColumnElement[bool]:
+    """The claim index's own predicate, as literals: the planners (PostgreSQL's and
+    SQLite's) use a partial index only when they can prove the query implies its WHERE,
+    which they cannot do from bound parameters."""
+    return table.c.status.in_([literal_column(f"'{s}'") for s in _CLAIMABLE])
+
+
+def _claim_index_order(table: FromClause) -> tuple[ColumnElement[Any], ...]:
+    """Order by the claim index's whole key. Ordering by organization_id alone, SQLite's
+    planner picks ix_deliveries_org_status for the skip scan (it also covers the column)
+    and walks every sent row of an organization; only the claim index gives this order."""
+    return (table.c.organization_id, table.c.priority, table.c.send_at)
+
+
+@functools.cache
+def _claim_statement(*, postgres: bool, max_priority: int | None, fair: bool) -> Update:
+    """The claim's ``UPDATE ... RETURNING``, built once per shape (it is a large tree, and
+    building it and its cache key per claim cost more than running it)."""
+    picked = _pick(postgres=postgres, max_priority=max_priority, fair=fair)
+    if postgres:
+        chosen = picked.cte("picked")
+        target = _t.c.id == chosen.c.id
+    else:
+        target = _t.c.id.in_(picked.scalar_subquery())
+    return (
+        update(_t)
+        .where(target)
+        .values(
+            status=DeliveryStatus.SENDING.value,
+            lease_token=bindparam("claim_token", type_=_t.c.lease_token.type),
+            lease_until=bindparam("claim_lease_until", type_=_t.c.lease_until.type),
+            attempts=_t.c.attempts + 1,
+            updated_at=bindparam("claim_now", type_=_t.c.updated_at.type),
+        )
+        .returning(*_RETURNING)
+    )
+
+
+def _pick(*, postgres: bool, max_priority: int | None, fair: bool) -> Select[tuple[uuid.UUID]]:
+    """``SELECT id`` of the rows to claim (see :func:`claim_batch` for the rule).
+
+    Three steps, each served by ``ix_deliveries_claim`` (organization_id, priority, send_at):
+    the organizations with claimable rows, found by a skip scan (one index seek each,
+    however many rows each has); each one's oldest due rows by priority, at most the limit
+    (a LATERAL subquery locking with SKIP LOCKED on PostgreSQL, a correlated ``IN`` on
+    SQLite); and the turns over those few rows. The cost grows with the number of
+    organizations with due work, not with the backlog.
+    """
+    now = bindparam("claim_now", type_=_t.c.send_at.type)
+    limit = bindparam("claim_limit", type_=Integer())
+    seek = _t.alias("seek")
+    first = (
+        select(seek.c.organization_id)
+        .where(_claimable(seek))
+        .order_by(*_claim_index_order(seek))
+        .limit(1)
+        .scalar_subquery()
+    )
+    orgs = select(first.label("org")).cte("orgs", recursive=True)
+    step = _t.alias("step")
+    following = (
+        select(step.c.organization_id)
+        .where(_claimable(step), step.c.organization_id > orgs.c.org)
+        .order_by(*_claim_index_order(step))
+        .limit(1)
+        .scalar_subquery()
+    )
+    orgs = orgs.union_all(select(following.label("org")).where(orgs.c.org.is_not(None)))
+
+    d = _t.alias("d")
+    due = [d.c.organization_id == orgs.c.org, _claimable(d), d.c.send_at <= now]
+    if max_priority is not None:
+        due.append(d.c.priority <= max_priority)
+    oldest_first = (
+        select(d.c.id)
+        .where(*due)
+        .order_by(d.c.priority, d.c.send_at)
+        .limit(limit)
+    )
+    if postgres:
+        oldest = (
+            oldest_first.add_columns(d.c.organization_id, d.c.priority, d.c.send_at)
+            .with_for_update(skip_locked=True, key_share=True)
+            .lateral("oldest")
+        )
+        candidates = select(oldest).select_from(orgs).join(oldest, true()).subquery("candidates")
+    else:
+        row = _t.alias("row")
+        candidates = (
+            select(row.c.id, row.c.organization_id, row.c.priority, row.c.send_at)
+            .select_from(orgs)
+            .join(row, row.c.id.in_(oldest_first.scalar_subquery()))
+            .subquery("candidates")
+        )
+    turn = func.row_number().over(
+        partition_by=candidates.c.organization_id,
+        order_by=(candidates.c.priority, candidates.c.send_at),
+    )
+    ranked = select(
+        candidates.c.id, candidates.c.priority, candidates.c.send_at, turn.label("turn")
+    ).subquery("ranked")
+    order = (
+        (ranked.c.priority, ranked.c.turn, ranked.c.send_at)
+        if fair
+        else (
+            ranked.c.priority,
+            ranked.c.send_at,
+        )
+    )
+    return select(ranked.c.id).order_by(*order).limit(limit)
 
 
 async def _fenced_ids(

@@ -50,6 +50,7 @@ class DeliveryStatus(StrEnum):
     DEAD = "dead"  # retries exhausted; an operator may replay it
     CANCELLED = "cancelled"
     BLOCKED = "blocked"  # stopped by the compliance gate, with its reason
+    HELD = "held"  # its campaign is paused; never claimed until resumed
 
 
 #: statuses a worker may claim when send_at has come
@@ -81,3 +82,21 @@ class EventType(StrEnum):
     REPLAYED = "replayed"
     READ = "read"  # an in-app message was opened
     ACKNOWLEDGED = "acknowledged"  # an in-app message was acknowledged by the guest
+    HELD = "held"  # its campaign was paused
+    RESUMED = "resumed"  # its campaign was resumed
+
+
+class GuestRole(StrEnum):
+    """A contact's part in an event."""
+
+    GUEST = "guest"
+    VENDOR = "vendor"
+
+
+class Rsvp(StrEnum):
+    """A guest's answer to an invitation (``pending`` until they answer)."""
+
+    PENDING = "pending"
+    YES = "yes"
+    NO = "no"
+    MAYBE = "maybe"

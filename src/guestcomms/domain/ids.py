@@ -23,10 +23,13 @@ class IdKind(StrEnum):
     MESSAGE = "msg"
     DELIVERY = "dlv"
     EVENT = "evt"
+    CAMPAIGN = "cmp"
+    HOUSEHOLD = "hh"
     OUTBOX = "obx"
     PROVIDER = "prv"
     INBOX = "inb"
     WEBHOOK_ENDPOINT = "whe"
+    AUDIENCE = "aud"
 
 
 class InvalidIdError(ValueError):

@@ -10,9 +10,11 @@ from __future__ import annotations
 from guestcomms.domain.enums import DeliveryStatus as S
 
 _ALLOWED: dict[S, frozenset[S]] = {
-    S.SCHEDULED: frozenset({S.QUEUED, S.SENDING, S.CANCELLED, S.BLOCKED}),
-    S.QUEUED: frozenset({S.SENDING, S.CANCELLED, S.BLOCKED}),
-    S.RETRYING: frozenset({S.SENDING, S.CANCELLED, S.DEAD}),
+    S.SCHEDULED: frozenset({S.QUEUED, S.SENDING, S.CANCELLED, S.BLOCKED, S.HELD}),
+    S.QUEUED: frozenset({S.SENDING, S.CANCELLED, S.BLOCKED, S.HELD}),
+    S.RETRYING: frozenset({S.SENDING, S.CANCELLED, S.DEAD, S.HELD}),
+    # a paused campaign's unclaimed deliveries wait here, out of the claim's reach
+    S.HELD: frozenset({S.QUEUED, S.SCHEDULED, S.CANCELLED}),
     # from sending: an outcome, or back to the queue when a lease expires or a worker stops
     S.SENDING: frozenset({S.SENT, S.RETRYING, S.FAILED, S.DEAD, S.BLOCKED, S.QUEUED}),
     S.SENT: frozenset({S.DELIVERED, S.BOUNCED, S.COMPLAINED, S.FAILED}),

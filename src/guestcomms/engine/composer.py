@@ -4,8 +4,10 @@ For each delivery the composer picks the channel: the delivery's own, or, when t
 no address for it, the next one in the message's order of preference (push, then SMS, then
 email...), remembering why each was skipped. It blocks an address suppressed on that channel,
 then renders the template version's content for the channel in the sandbox (compiled once per
-version and channel) and builds the channel's item: an email with its deterministic
-Message-ID, an SMS, a call, a push notification or an in-app message.
+version, channel and locale variant; the variant and the locale dates and numbers are
+formatted in come from the contact's locale, then the organization's default) and builds the
+channel's item: an email with its deterministic Message-ID, an SMS, a call, a push
+notification or an in-app message.
 
 Loading (three or four queries per batch) happens in a session; rendering after it closes.
 """
@@ -38,7 +40,10 @@ from guestcomms.db.queue import ClaimedDelivery
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import Channel
 from guestcomms.domain.ids import IdKind, to_public
+from guestcomms.events.context import EventContext, load_event_context
 from guestcomms.messages.models import Message
+from guestcomms.organizations.models import Organization
+from guestcomms.templates.i18n import DEFAULT_LOCALE, babel_locale, candidates, choose_variant
 from guestcomms.templates.models import TemplateVersion
 from guestcomms.templates.sandbox import TemplateRenderer, TemplateRenderError, build_context
 from guestcomms.webhooks.repository import WebhookEndpointRepository
@@ -87,12 +92,50 @@ class _Version:
     html: str | None
     text: str | None
     channel_content: dict[str, dict[str, Any]]
+    # locale variants, each already merged with the base: {"fr": _Version(...)}
+    variants: dict[str, _Version] = field(default_factory=dict)
+
+    def localized(self, variant: str | None) -> _Version:
+        """The content of locale ``variant`` (``None``: the base)."""
+        return self if variant is None else self.variants[variant]
+
+
+def _version(
+    *,
+    subject: str | None,
+    html: str | None,
+    text: str | None,
+    channel_content: dict[str, dict[str, Any]],
+    locales: dict[str, dict[str, Any]],
+) -> _Version:
+    """A version with its locale variants merged over the base: a variant with a subject
+    replaces the email parts as a whole, and each channel it has replaces that channel's."""
+    variants = {}
+    for tag, override in locales.items():
+        parts = channel_content | (override.get("channel_content") or {})
+        if override.get("subject") is None:
+            variants[tag] = _Version(subject, html, text, parts)
+        else:
+            variants[tag] = _Version(
+                override["subject"], override.get("html"), override.get("text"), parts
+            )
+    return _Version(subject, html, text, channel_content, variants)
+
+
+@dataclass(frozen=True, slots=True)
+class Localized:
+    """The locale variant rendered for a delivery (``None``: the base content) and the
+    locale its dates and numbers are formatted in."""
+
+    variant: str | None
+    locale: str
 
 
 @dataclass(frozen=True, slots=True)
 class _MessageFacts:
     variables: dict[str, Any]
     channels: list[str]
+    event_id: uuid.UUID | None = None  # the event the message is about: `event`, `guest`
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +153,8 @@ class Loaded:
     plans: dict[uuid.UUID, _Plan]
     suppressed: dict[uuid.UUID, str]
     webhook_secrets: dict[tuple[uuid.UUID, str], list[str]] = field(default_factory=dict)
+    localized: dict[uuid.UUID, Localized] = field(default_factory=dict)
+    events: EventContext = field(default_factory=EventContext)
 
 
 class _Lru(OrderedDict[uuid.UUID, Any]):
@@ -190,7 +235,46 @@ class Composer:
             plans=plans,
             suppressed=suppressed,
             webhook_secrets=await self._webhook_secrets(session, batch, plans),
+            localized=await self._localize(session, batch, contacts),
+            events=await load_event_context(
+                session,
+                (
+                    (event_id, d.contact_id)
+                    for d in batch
+                    if (event_id := self._messages[d.message_id].event_id) is not None
+                ),
+            ),
         )
+
+    async def _localize(
+        self,
+        session: AsyncSession,
+        batch: Sequence[ClaimedDelivery],
+        contacts: dict[uuid.UUID, dict[str, Any]],
+    ) -> dict[uuid.UUID, Localized]:
+        """Each delivery's locale variant and formatting locale: the contact's locale, its
+        language, then the organization's default locale, then the base content (and
+        English for formatting). One small query for the organizations' default locales."""
+        rows = await session.execute(
+            select(Organization.id, Organization.locale).where(
+                Organization.id.in_({d.organization_id for d in batch})
+            )
+        )
+        defaults: dict[uuid.UUID, str | None] = {row.id: row.locale for row in rows}
+        localized: dict[uuid.UUID, Localized] = {}
+        for delivery in batch:
+            contact = contacts.get(delivery.contact_id) or {}
+            # a free-text locale Babel cannot read formats like the organization's default
+            readable = contact.get("locale") if candidates(contact.get("locale")) else None
+            locale = readable or defaults.get(delivery.organization_id)
+            version: _Version | None = self._versions.get(delivery.template_version_id)
+            variant = choose_variant(
+                version.variants if version else {},
+                locale=contact.get("locale"),
+                default_locale=defaults.get(delivery.organization_id),
+            )
+            localized[delivery.id] = Localized(variant, locale or DEFAULT_LOCALE)
+        return localized
 
     async def _webhook_secrets(
         self,
@@ -218,6 +302,23 @@ class Composer:
         """One item or one :class:`ComposeError` per claimed delivery, in order."""
         return [self._compose_one(d, loaded) for d in batch]
 
+    async def preview(
+        self,
+        session: AsyncSession,
+        delivery: ClaimedDelivery,
+        *,
+        variables: Mapping[str, Any],
+        channels: Sequence[str],
+        event_id: uuid.UUID | None = None,
+    ) -> tuple[Composed | ComposeError, Loaded]:
+        """Compose ``delivery`` (built for a preview, not a claimed row) exactly as a worker
+        would, with the message's ``variables``, ``channels`` and event given instead of read
+        from a message row. Use a fresh composer per preview: the facts given are cached."""
+        facts = _MessageFacts(dict(variables), [*channels], event_id)
+        self._messages.remember(delivery.message_id, facts)
+        loaded = await self.load(session, [delivery])
+        return self.render([delivery], loaded)[0], loaded
+
     def _compose_one(self, delivery: ClaimedDelivery, loaded: Loaded) -> Composed | ComposeError:
         plan = loaded.plans[delivery.id]
         if plan.channel is None:
@@ -231,16 +332,19 @@ class Composer:
                 skipped=plan.skipped,
             )
         contact = loaded.contacts[delivery.contact_id]
-        variables = {
-            **self._messages[delivery.message_id].variables,
-            **(delivery.variables or {}),
-        }
+        facts: _MessageFacts = self._messages[delivery.message_id]
+        variables = {**facts.variables, **(delivery.variables or {})}
         try:
             item = self._builders[plan.channel](
                 delivery,
                 contact=contact,
                 address=plan.address,
-                context=build_context(contact=contact, variables=variables),
+                context=build_context(
+                    contact=contact,
+                    variables=variables,
+                    event=loaded.events.event(facts.event_id),
+                    guest=loaded.events.guest(facts.event_id, delivery.contact_id),
+                ),
                 loaded=loaded,
             )
         except TemplateRenderError as e:
@@ -252,15 +356,24 @@ class Composer:
         return Composed(item=item, channel=plan.channel, skipped=plan.skipped)
 
     def _part(
-        self, delivery: ClaimedDelivery, channel: str, *, title: str | None, body: str, context: Any
+        self,
+        delivery: ClaimedDelivery,
+        channel: str,
+        *,
+        title: str | None,
+        body: str,
+        context: Any,
+        loaded: Loaded,
     ) -> tuple[str, str]:
         """Render one channel's title (collapsed to one line) and body."""
+        localized = loaded.localized[delivery.id]
         content = self._renderer.render(
-            key=(delivery.template_version_id, channel),
+            key=(delivery.template_version_id, channel, localized.variant),
             subject=title,
             html=None,
             text=body,
             context=context,
+            locale=babel_locale(localized.locale),
         )
         return content.subject, content.text
 
@@ -273,13 +386,15 @@ class Composer:
         context: Any,
         loaded: Loaded,
     ) -> OutgoingEmail:
-        version: _Version = self._versions[delivery.template_version_id]
+        localized = loaded.localized[delivery.id]
+        version = self._versions[delivery.template_version_id].localized(localized.variant)
         content = self._renderer.render(
-            key=delivery.template_version_id,
+            key=(delivery.template_version_id, localized.variant),
             subject=version.subject,
             html=version.html,
             text=version.text,
             context=context,
+            locale=babel_locale(localized.locale),
         )
         name = " ".join(p for p in (contact.get("first_name"), contact.get("last_name")) if p)
         return OutgoingEmail(
@@ -296,9 +411,9 @@ class Composer:
             reply_to=self._reply_to,
         )
 
-    def _content(self, delivery: ClaimedDelivery, channel: str) -> dict[str, Any]:
+    def _content(self, delivery: ClaimedDelivery, channel: str, loaded: Loaded) -> dict[str, Any]:
         version: _Version = self._versions[delivery.template_version_id]
-        return version.channel_content[channel]
+        return version.localized(loaded.localized[delivery.id].variant).channel_content[channel]
 
     def _sms(
         self,
@@ -309,9 +424,9 @@ class Composer:
         context: Any,
         loaded: Loaded,
     ) -> OutgoingSms:
-        source = self._content(delivery, Channel.SMS)
+        source = self._content(delivery, Channel.SMS, loaded)
         _, body = self._part(
-            delivery, Channel.SMS, title=None, body=source["body"], context=context
+            delivery, Channel.SMS, title=None, body=source["body"], context=context, loaded=loaded
         )
         return OutgoingSms(
             delivery_id=delivery.id,
@@ -330,9 +445,9 @@ class Composer:
         context: Any,
         loaded: Loaded,
     ) -> OutgoingCall:
-        source = self._content(delivery, Channel.VOICE)
+        source = self._content(delivery, Channel.VOICE, loaded)
         _, say = self._part(
-            delivery, Channel.VOICE, title=None, body=source["say"], context=context
+            delivery, Channel.VOICE, title=None, body=source["say"], context=context, loaded=loaded
         )
         return OutgoingCall(
             delivery_id=delivery.id,
@@ -352,9 +467,14 @@ class Composer:
         context: Any,
         loaded: Loaded,
     ) -> OutgoingPush:
-        source = self._content(delivery, Channel.PUSH)
+        source = self._content(delivery, Channel.PUSH, loaded)
         title, body = self._part(
-            delivery, Channel.PUSH, title=source["title"], body=source["body"], context=context
+            delivery,
+            Channel.PUSH,
+            title=source["title"],
+            body=source["body"],
+            context=context,
+            loaded=loaded,
         )
         subscription = address[0]  # the newest subscription is kept first
         keys = subscription.get("keys") or {}
@@ -386,13 +506,14 @@ class Composer:
         secrets = loaded.webhook_secrets.get((delivery.organization_id, address))
         if not secrets:
             raise _UnreachableError(f"{address} is not a registered webhook endpoint")
-        source = self._content(delivery, Channel.WEBHOOK)
+        source = self._content(delivery, Channel.WEBHOOK, loaded)
         event_type, body = self._part(
             delivery,
             Channel.WEBHOOK,
             title=source["event_type"],
             body=source["body"],
             context=context,
+            loaded=loaded,
         )
         return OutgoingWebhook(
             delivery_id=delivery.id,
@@ -418,9 +539,14 @@ class Composer:
         context: Any,
         loaded: Loaded,
     ) -> OutgoingInApp:
-        source = self._content(delivery, Channel.INAPP)
+        source = self._content(delivery, Channel.INAPP, loaded)
         title, body = self._part(
-            delivery, Channel.INAPP, title=source["title"], body=source["body"], context=context
+            delivery,
+            Channel.INAPP,
+            title=source["title"],
+            body=source["body"],
+            context=context,
+            loaded=loaded,
         )
         return OutgoingInApp(
             delivery_id=delivery.id,
@@ -487,11 +613,19 @@ class Composer:
                 TemplateVersion.html,
                 TemplateVersion.text,
                 TemplateVersion.channel_content,
+                TemplateVersion.locales,
             ).where(TemplateVersion.id.in_(missing))
         )
         for row in rows:
             self._versions.remember(
-                row.id, _Version(row.subject, row.html, row.text, row.channel_content or {})
+                row.id,
+                _version(
+                    subject=row.subject,
+                    html=row.html,
+                    text=row.text,
+                    channel_content=row.channel_content or {},
+                    locales=row.locales or {},
+                ),
             )
 
     async def _load_messages(self, session: AsyncSession, batch: Sequence[ClaimedDelivery]) -> None:
@@ -499,13 +633,16 @@ class Composer:
         if not missing:
             return
         rows = await session.execute(
-            select(Message.id, Message.variables, Message.channels, Message.channel).where(
-                Message.id.in_(missing)
-            )
+            select(
+                Message.id, Message.variables, Message.channels, Message.channel, Message.event_id
+            ).where(Message.id.in_(missing))
         )
         for row in rows:
             self._messages.remember(
-                row.id, _MessageFacts(row.variables or {}, list(row.channels or [row.channel]))
+                row.id,
+                _MessageFacts(
+                    row.variables or {}, list(row.channels or [row.channel]), row.event_id
+                ),
             )
 
 

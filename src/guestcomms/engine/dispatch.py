@@ -29,6 +29,7 @@ from guestcomms.channels.base import (
     SendResult,
     TransientProviderError,
 )
+from guestcomms.channels.urgency import is_urgent
 from guestcomms.domain.breaker import BreakerConfig, CircuitBreaker
 from guestcomms.domain.routing import Router
 from guestcomms.engine.directory import ProviderDirectory, Route
@@ -116,7 +117,10 @@ class Dispatcher:
         assert route.rate_per_second is not None  # noqa: S101 - checked by the caller
         try:
             await self._limiter.acquire(
-                route.key, rate_per_second=route.rate_per_second, burst=route.burst
+                route.key,
+                rate_per_second=route.rate_per_second,
+                burst=route.burst,
+                urgent=is_urgent(),  # an emergency skips the bulk batch's reservations
             )
         except RateLimitWaitTooLongError as e:
             return RateLimitedError(

@@ -13,6 +13,12 @@ it sleeps forfeits its token, which errs on the side of sending less, never more
 
 * :class:`InProcessRateLimiter`: one bucket per key in this process, on ``time.monotonic``. The
   reservation runs without an ``await``, so it is atomic on the event loop and needs no lock.
+  An ``urgent`` caller (an emergency) does not queue behind the reservations of a bulk batch
+  (up to ``max_wait_seconds`` of them): it takes its token at once, into debt, and waits only
+  for the pacer's next slot, which the bulk callers then leave to it (the pacer spaces every
+  grant, urgent or not, so the provider still sees the rate).
+* The shared Redis limiter has no urgent path yet: an emergency there waits its turn behind
+  the reservations already made (at most ``max_wait_seconds``).
 * :class:`RedisRateLimiter`: the same bucket in a Redis hash per key (``guestcomms:rl:<key>``),
   updated by one Lua script run with EVALSHA, on Redis server ``TIME``, so every process on
   every machine shares one bucket and one clock. One round trip per acquire.
@@ -78,8 +84,11 @@ class SharedStateUnavailableError(GuestcommsError):
 class RateLimiter(Protocol):
     """Waits for one token of ``key``'s bucket (``rate_per_second`` refill, ``burst`` size)."""
 
-    async def acquire(self, key: str, *, rate_per_second: float, burst: int) -> None:
-        """Return when one call may be made; raise RateLimitWaitTooLongError if too far off."""
+    async def acquire(
+        self, key: str, *, rate_per_second: float, burst: int, urgent: bool = False
+    ) -> None:
+        """Return when one call may be made; raise RateLimitWaitTooLongError if too far off.
+        ``urgent`` (an emergency) may go ahead of calls already waiting, where supported."""
         ...
 
 
@@ -116,18 +125,33 @@ class InProcessRateLimiter:
         self._buckets: dict[str, TokenBucket] = {}
         self._pacers: dict[str, _Pacer] = {}
 
-    async def acquire(self, key: str, *, rate_per_second: float, burst: int) -> None:
-        """Return when one call may be made; raise RateLimitWaitTooLongError if too far off."""
+    async def acquire(
+        self, key: str, *, rate_per_second: float, burst: int, urgent: bool = False
+    ) -> None:
+        """Return when one call may be made; raise RateLimitWaitTooLongError if too far off.
+
+        ``urgent`` skips the queue of reservations (see the module docstring).
+        """
         _check_limits(key, rate_per_second=rate_per_second, burst=burst)
         now = self._clock()
         bucket = self._bucket(key, now=now, rate_per_second=rate_per_second, burst=burst)
+        pacer = self._pacers.setdefault(key, _Pacer())
+        if urgent:
+            wait = pacer.reserve_urgent(
+                now, rate_per_second=rate_per_second, burst=burst, max_wait=self.max_wait_seconds
+            )
+            if wait is None:
+                raise RateLimitWaitTooLongError(key=key, retry_after_seconds=self.max_wait_seconds)
+            bucket.reserve(now)  # counted, so later reservations queue behind it
+            if wait > 0:
+                await asyncio.sleep(wait)
+            return
         # No await between reading and updating the bucket: atomic on the event loop.
         wait = bucket.reserve(now, max_wait_seconds=self.max_wait_seconds)
         if wait is None:
             raise RateLimitWaitTooLongError(key=key, retry_after_seconds=bucket.wait_seconds(now))
         if wait > 0:
             await asyncio.sleep(wait)
-        pacer = self._pacers.setdefault(key, _Pacer())
         await pacer.pace(self._clock, rate_per_second=rate_per_second, burst=burst)
 
     def _bucket(self, key: str, *, now: float, rate_per_second: float, burst: int) -> TokenBucket:
@@ -158,12 +182,26 @@ class _Pacer:
     async def pace(self, clock: Callable[[], float], *, rate_per_second: float, burst: int) -> None:
         interval = 1.0 / rate_per_second
         async with self._lock:
-            now = clock()
-            earliest = max(self._theoretical_arrival, now) - (burst - 1) * interval
-            if earliest > now:
-                await asyncio.sleep(earliest - now)
+            while True:  # again after sleeping: an urgent grant may have taken the slot
                 now = clock()
+                earliest = max(self._theoretical_arrival, now) - (burst - 1) * interval
+                if earliest <= now:
+                    break
+                await asyncio.sleep(earliest - now)
             self._theoretical_arrival = max(self._theoretical_arrival, now) + interval
+
+    def reserve_urgent(
+        self, now: float, *, rate_per_second: float, burst: int, max_wait: float
+    ) -> float | None:
+        """Take the next slot at once, without queueing on the lock behind ordinary callers
+        (who re-check after their sleep); return the seconds to wait, or None (nothing
+        taken) when that is over ``max_wait`` (emergencies alone can exceed the rate)."""
+        interval = 1.0 / rate_per_second
+        earliest = max(self._theoretical_arrival, now) - (burst - 1) * interval
+        if earliest - now > max_wait:
+            return None
+        self._theoretical_arrival = max(self._theoretical_arrival, now) + interval
+        return max(earliest - now, 0.0)
 
 
 # KEYS[1]: the bucket hash. ARGV: rate_per_second, burst, max_wait_seconds, slack_seconds.
@@ -227,10 +265,13 @@ class RedisRateLimiter:
         self.prefix = prefix
         self._reserve = client.register_script(_RESERVE_LUA)
 
-    async def acquire(self, key: str, *, rate_per_second: float, burst: int) -> None:
+    async def acquire(
+        self, key: str, *, rate_per_second: float, burst: int, urgent: bool = False
+    ) -> None:
         """Return when one call may be made; raise RateLimitWaitTooLongError if too far off.
 
-        Raises SharedStateUnavailableError when Redis does not answer.
+        ``urgent`` is accepted but waits its turn (see the module docstring). Raises
+        SharedStateUnavailableError when Redis does not answer.
         """
         _check_limits(key, rate_per_second=rate_per_second, burst=burst)
         args = (repr(float(rate_per_second)), burst, repr(self.max_wait_seconds))

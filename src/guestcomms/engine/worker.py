@@ -2,7 +2,9 @@
 
 Several lanes run the same loop side by side, so one batch is being sent while the next is
 claimed and the last recorded. A lane that finds no due work sleeps until woken (the API sets
-the wake event after it commits new deliveries) or until the poll interval passes. A reaper
+the wake event after it commits new deliveries) or until the poll interval passes. An emergency
+lane claims only emergency deliveries (priority 0) and is woken the moment one is accepted,
+so an emergency never waits for a lane busy with a bulk batch. A reaper
 returns expired leases to the queue. ``stop`` lets in-flight batches finish within the grace
 period, then gives back whatever was claimed and not attempted.
 """
@@ -27,15 +29,18 @@ from guestcomms.channels.base import (
     SendReceipt,
     TransientProviderError,
 )
+from guestcomms.channels.urgency import Hold, sending_urgently, use_hold
 from guestcomms.db import queue
 from guestcomms.db.queue import ClaimedDelivery, Outcome
 from guestcomms.domain.clock import utc_now
-from guestcomms.domain.enums import DeliveryStatus, EventType
+from guestcomms.domain.enums import DeliveryStatus, EventType, Priority
 from guestcomms.domain.retry import RetryPolicy
-from guestcomms.engine.composer import BlockedError, Composed, ComposeError, Composer
+from guestcomms.engine.composer import BlockedError, Composed, ComposeError, Composer, Loaded
 from guestcomms.engine.dispatch import Dispatched, Dispatcher
 
 log = structlog.get_logger("guestcomms.worker")
+
+RENDER_SLICE = 20  # deliveries rendered between two turns of the event loop (~2-4 ms of CPU)
 
 
 @dataclass(slots=True)
@@ -70,6 +75,8 @@ class Worker:
         shutdown_grace_seconds: float = 20.0,
         wake: asyncio.Event | None = None,
         owned_engine: AsyncEngine | None = None,
+        emergency_lane: bool = True,
+        fair_share: bool = True,
     ) -> None:
         self._sessions = session_factory
         self._owned_engine = owned_engine
@@ -83,10 +90,27 @@ class Worker:
         self._lanes = lanes
         self._grace = shutdown_grace_seconds
         self.wake = wake or asyncio.Event()
+        self.urgent = asyncio.Event()  # wakes the emergency lane
+        # held while the emergency lane handles what woke it (and, in `serve`, while the API
+        # accepts an emergency): ordinary lanes and their sends pause at their next pause
+        # point, so the process (one event loop; on SQLite one writer at a time) is the
+        # emergency's until it is handed off (channels/urgency.py)
+        self.hold = Hold()
+        self._emergency_lane_on = emergency_lane
+        self._fair = fair_share
         self.stats = WorkerStats()
         self._stopping = asyncio.Event()
         # claimed rows not yet recorded, by lease token: released if we stop mid-batch
         self._in_flight: dict[uuid.UUID, list[uuid.UUID]] = {}
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        """The session factory this worker uses (the campaign fan-out runs beside it on it)."""
+        return self._sessions
+
+    async def wait_stopping(self) -> None:
+        """Return once :meth:`stop` has been called."""
+        await self._stopping.wait()
 
     async def __aenter__(self) -> Worker:
         await self.start()
@@ -114,12 +138,23 @@ class Worker:
         """Ask the loop to finish in-flight work and return."""
         self._stopping.set()
         self.wake.set()
+        self.urgent.set()
+
+    def wake_up(self, priority: int | None = None) -> None:
+        """New work was committed: wake the lanes. The emergency lane wakes too unless the
+        work is known to be less urgent (``priority`` > 0); ``None`` means unknown."""
+        self.wake.set()
+        if priority is None or priority <= Priority.EMERGENCY:
+            self.urgent.set()
 
     async def run(self) -> None:
         """Run until :meth:`stop`; then drain within the grace period and release the rest."""
         await self.start()
         log.info("worker.started", lanes=self._lanes, batch_size=self._batch_size)
+        use_hold(self.hold)  # the lanes' tasks, and the sends they start, inherit it
         tasks = [asyncio.create_task(self._lane(i)) for i in range(self._lanes)]
+        if self._emergency_lane_on:
+            tasks.append(asyncio.create_task(self._emergency_lane()))
         tasks.append(asyncio.create_task(self._reaper()))
         try:
             await self._stopping.wait()
@@ -147,51 +182,89 @@ class Worker:
                 return total
             total += done
 
-    async def run_once(self) -> int:
-        """Claim, send and record one batch; return how many deliveries it held."""
+    async def run_once(self, *, max_priority: int | None = None) -> int:
+        """Claim, send and record one batch; return how many deliveries it held.
+
+        ``max_priority`` claims only deliveries at least that urgent (the emergency lane).
+        """
+        ordinary = max_priority is None
+        if ordinary:
+            await self.hold.pause()
         now = utc_now()
         async with self._sessions() as session, session.begin():
             token, batch = await queue.claim_batch(
-                session, limit=self._batch_size, lease_seconds=self._lease_seconds, now=now
+                session,
+                limit=self._batch_size,
+                lease_seconds=self._lease_seconds,
+                now=now,
+                max_priority=max_priority,
+                fair=self._fair,
             )
         if not batch:
             return 0
         self._in_flight[token] = [d.id for d in batch]
         try:
-            await self._process(token, batch)
+            await self._process(token, batch, ordinary=ordinary)
         finally:
             self._in_flight.pop(token, None)
         return len(batch)
 
-    async def _process(self, token: uuid.UUID, batch: Sequence[ClaimedDelivery]) -> None:
+    async def _process(
+        self, token: uuid.UUID, batch: Sequence[ClaimedDelivery], *, ordinary: bool = True
+    ) -> None:
         self.stats.claimed += len(batch)
         self.stats.batches += 1
         async with self._sessions() as session:
             loaded = await self._composer.load(session, batch)
-        composed = dict(
-            zip((d.id for d in batch), self._composer.render(batch, loaded), strict=True)
-        )
+        composed = await self._render(batch, loaded, ordinary=ordinary)
         results: dict[uuid.UUID, Dispatched | ComposeError] = {}
-        sendable: dict[tuple[uuid.UUID, str], list[OutgoingItem]] = {}
+        # by (urgent, organization, channel); the batch comes sorted by priority, so the
+        # emergencies' groups come first
+        sendable: dict[tuple[bool, uuid.UUID, str], list[OutgoingItem]] = {}
         for delivery in batch:
             done = composed[delivery.id]
             if isinstance(done, ComposeError):
                 results[delivery.id] = done
             else:
-                sendable.setdefault((delivery.organization_id, done.channel), []).append(done.item)
-        for (organization_id, channel), items in sendable.items():
-            dispatched = await self.dispatcher.send(organization_id, channel, items)
+                urgent = delivery.priority <= Priority.EMERGENCY
+                key = (urgent, delivery.organization_id, done.channel)
+                sendable.setdefault(key, []).append(done.item)
+        for (urgent, organization_id, channel), items in sendable.items():
+            if ordinary and not urgent:
+                await self.hold.pause()
+            # emergencies take a provider's next free connection slot ahead of bulk sends
+            with sending_urgently(urgent):
+                dispatched = await self.dispatcher.send(organization_id, channel, items)
             for item, outcome in zip(items, dispatched, strict=True):
                 results[item.delivery_id] = outcome
         outcomes = [
             _with_channel(self._outcome(d, results[d.id]), composed[d.id], current=d.channel)
             for d in batch
         ]
+        if ordinary:
+            await self.hold.pause()
         async with self._sessions() as session, session.begin():
             kept = await queue.record_outcomes(
                 session, token=token, outcomes=outcomes, now=utc_now()
             )
         self._count(outcomes, kept)
+
+    async def _render(
+        self, batch: Sequence[ClaimedDelivery], loaded: Loaded, *, ordinary: bool = True
+    ) -> dict[uuid.UUID, Composed | ComposeError]:
+        """Render ``batch`` a slice at a time, letting the event loop run in between: a whole
+        batch takes tens of milliseconds of CPU, which would hold up everything else in the
+        process, an emergency lane's claim or an API request (``serve``) included."""
+        composed: dict[uuid.UUID, Composed | ComposeError] = {}
+        for start in range(0, len(batch), RENDER_SLICE):
+            if start:
+                await asyncio.sleep(0)
+                if ordinary:
+                    await self.hold.pause()
+            part = batch[start : start + RENDER_SLICE]
+            rendered = self._composer.render(part, loaded)
+            composed.update(zip((d.id for d in part), rendered, strict=True))
+        return composed
 
     def _outcome(self, delivery: ClaimedDelivery, done: Dispatched | ComposeError) -> Outcome:
         """The status and event for what happened (the channel is added by _with_channel)."""
@@ -288,6 +361,30 @@ class Worker:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=self._poll)
 
+    async def _emergency_lane(self) -> None:
+        """Claim only emergency deliveries, so one never waits for a lane that is busy with
+        a bulk batch (against a slow provider that can take seconds)."""
+        woken = False
+        while not self._stopping.is_set():
+            # Cleared before the claim, not after: a wake-up that arrives while the claim
+            # runs is then not lost until the next poll.
+            self.urgent.clear()
+            try:
+                # held when woken, not on a mere poll: that would stall the bulk every second
+                with self.hold.holding() if woken else contextlib.nullcontext():
+                    done = await self.run_once(max_priority=Priority.EMERGENCY)
+            except Exception:
+                log.exception("worker.batch_failed", lane="emergency")
+                done = 0
+                await asyncio.sleep(self._poll)
+            woken = done > 0
+            if done == 0 and not self._stopping.is_set():
+                try:
+                    await asyncio.wait_for(self.urgent.wait(), timeout=self._poll)
+                    woken = True
+                except TimeoutError:
+                    woken = False
+
     async def _reaper(self) -> None:
         interval = max(self._lease_seconds / 4, 0.05)
         while not self._stopping.is_set():
@@ -299,7 +396,7 @@ class Worker:
                 if reaped:
                     self.stats.reaped += reaped
                     log.info("worker.leases_reaped", count=reaped)
-                    self.wake.set()
+                    self.wake_up()
             except Exception:
                 log.exception("worker.reap_failed")
             with contextlib.suppress(TimeoutError):

@@ -52,8 +52,12 @@ class Delivery(Base):
 
     __tablename__ = "deliveries"
     __table_args__ = (
+        # Serves the fair claim (db/queue.py): a skip scan finds the organizations with
+        # claimable rows, then each one's oldest due rows by priority. It replaced
+        # (priority, send_at): one claim index, since each slows every fan-out insert.
         Index(
             "ix_deliveries_claim",
+            "organization_id",
             "priority",
             "send_at",
             sqlite_where=text(_CLAIMABLE_SQL),

@@ -80,7 +80,8 @@ async def send_message(
                 if replay is not None:
                     return replay
             created = await _service(session, caller, runtime).create(body)
-            await notify_workers(session)
+            priority = created.message.priority
+            await notify_workers(session, priority=priority)
             view = accepted_view(created.message, template_version=created.version.version)
             payload = view.model_dump(mode="json")
             if idempotency_key is not None:
@@ -101,7 +102,7 @@ async def send_message(
         if replay is None:
             raise
         return replay
-    runtime.wake_workers()
+    runtime.wake_workers(priority)
     return JSONResponse(payload, status_code=202)
 
 

@@ -25,9 +25,14 @@ from guestcomms.errors import (
 from guestcomms.messages.models import Delivery, Message
 from guestcomms.messages.repository import MessageRepository
 from guestcomms.messages.schemas import MessageCreate
+from guestcomms.templates.checks import (
+    check_channels,
+    check_declared,
+    template_for_send,
+    unset_variables,
+)
 from guestcomms.templates.models import Template, TemplateVersion
 from guestcomms.templates.repository import TemplateRepository
-from guestcomms.templates.service import channels_covered
 
 MAX_REPORTED_IDS = 10
 
@@ -78,7 +83,7 @@ class MessageService:
         Raises ``ValidationFailedError`` (naming the field) for an unknown template or
         variable, ``UnknownContactError`` for a contact that is not this organization's.
         """
-        template, version = await self._template(data.template_id)
+        template, version = await template_for_send(self._templates, data.template_id)
         recipients = self._explicit_recipients(data)
         await self._check_contacts(recipients.order, data)
         if data.tags:
@@ -96,23 +101,12 @@ class MessageService:
                 field="contact_ids",
             )
         _check_variables(version, data, recipients)
-        _check_channels(version, data)
+        check_channels(version, data.channels)
         return CreatedMessage(
             message=await self._write(data, template, version, recipients),
             template=template,
             version=version,
         )
-
-    async def _template(self, public_id: str) -> tuple[Template, TemplateVersion]:
-        try:
-            key = from_public(IdKind.TEMPLATE, public_id)
-        except InvalidIdError as e:
-            raise ValidationFailedError(str(e), field="template_id") from e
-        template = await self._templates.get(key)
-        version = await self._templates.version(key, template.latest_version) if template else None
-        if template is None or version is None:
-            raise ValidationFailedError(f"unknown template {public_id}", field="template_id")
-        return template, version
 
     @staticmethod
     def _explicit_recipients(data: MessageCreate) -> _Recipients:
@@ -223,40 +217,13 @@ def _contact_key(text: str, *, field: str) -> uuid.UUID:
         raise UnknownContactError(str(e), field=field) from e
 
 
-def _check_channels(version: TemplateVersion, data: MessageCreate) -> None:
-    if not data.channels:
-        return
-    if len(set(data.channels)) != len(data.channels):
-        raise ValidationFailedError("a channel is listed twice", field="channels")
-    covered = channels_covered(version)
-    for index, channel in enumerate(data.channels):
-        if channel.value not in covered:
-            raise ValidationFailedError(
-                f"the template has no {channel.value} content "
-                f"(it has: {', '.join(sorted(covered)) or 'none'})",
-                field=f"channels[{index}]",
-            )
-
-
 def _check_variables(
     version: TemplateVersion, data: MessageCreate, recipients: _Recipients
 ) -> None:
-    declared = set(version.variables or [])
-    for name in data.variables:
-        if name not in declared:
-            raise ValidationFailedError(
-                f"unknown template variable {name!r}; the template declares "
-                f"{sorted(declared) or 'none'}",
-                field=f"variables.{name}",
-            )
+    check_declared(version, data.variables, field="variables")
     for index, recipient in enumerate(data.recipients):
-        for name in recipient.variables:
-            if name not in declared:
-                raise ValidationFailedError(
-                    f"unknown template variable {name!r}",
-                    field=f"recipients[{index}].variables.{name}",
-                )
-    for name in sorted(declared - set(data.variables)):
+        check_declared(version, recipient.variables, field=f"recipients[{index}].variables")
+    for name in unset_variables(version, data.variables):
         lacking = [c for c in recipients.order if name not in recipients.variables[c]]
         if lacking:
             raise ValidationFailedError(

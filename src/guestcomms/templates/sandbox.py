@@ -24,15 +24,19 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from typing import Any
 
+from babel import Locale
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from guestcomms.errors import GuestcommsError, TemplateError
+from guestcomms.templates.i18n import FILTERS as LOCALE_FILTERS
+from guestcomms.templates.i18n import RENDER_LOCALE
 
 __all__ = [
     "CONTACT_FIELDS",
+    "EVENT_FIELDS",
     "RenderedContent",
     "TemplateRenderError",
     "TemplateRenderer",
@@ -58,6 +62,8 @@ CONTACT_FIELDS: frozenset[str] = frozenset(
         "contact",
     }
 )
+# Built-in when the message belongs to an event (events/context.py says what they hold).
+EVENT_FIELDS: frozenset[str] = frozenset({"event", "guest"})
 
 # Bounds on what one expression may allocate. The sandbox already caps range() at 100,000
 # items; these stop `'x' * 10**9` or `9 ** 9 ** 9` from eating a worker's memory or CPU.
@@ -115,8 +121,9 @@ def _finalize(value: Any) -> Any:
 
 
 def make_environment(*, autoescape: bool) -> SandboxedEnvironment:
-    """Return a new sandboxed Jinja2 environment with our settings (no loader: no includes)."""
-    return _Sandbox(
+    """Return a new sandboxed Jinja2 environment with our settings (no loader: no includes)
+    and the Babel filters of ``templates.i18n`` (``format_date``, ``format_currency``...)."""
+    env = _Sandbox(
         undefined=StrictUndefined,
         autoescape=autoescape,
         finalize=_finalize,
@@ -125,6 +132,8 @@ def make_environment(*, autoescape: bool) -> SandboxedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters.update(LOCALE_FILTERS)
+    return env
 
 
 # Built at import: pure configuration, no I/O, and sharing them lets Jinja share its caches.
@@ -157,7 +166,7 @@ def validate_template(
     declared = _check_declared(variables)
     sources = {"subject": subject, "html": html, "text": text}
     _check_required(sources, channel=channel)
-    allowed = CONTACT_FIELDS | declared
+    allowed = CONTACT_FIELDS | EVENT_FIELDS | declared
     for part, env in _PARTS:
         source = sources[part]
         if source is not None:
@@ -178,6 +187,10 @@ def _check_declared(variables: Sequence[str]) -> frozenset[str]:
             raise TemplateError(
                 f"variable {name!r} would hide the contact field of the same name",
                 field="variables",
+            )
+        if name in EVENT_FIELDS:
+            raise TemplateError(
+                f"{name!r} is built in for messages about an event", field="variables"
             )
         if name in seen:
             raise TemplateError(f"variable {name!r} is declared twice", field="variables")
@@ -429,12 +442,17 @@ class TemplateRenderer:
         html: str | None,
         text: str | None,
         context: Mapping[str, Any],
+        locale: Locale | None = None,
     ) -> RenderedContent:
         """Render every part with ``context``; raise ``TemplateRenderError`` naming the part.
 
         The subject is stripped and its line breaks turned into spaces. Without a text part,
-        the text is derived from the rendered HTML.
+        the text is derived from the rendered HTML. ``locale`` is the one the Babel filters
+        format in (default: the contact's ``locale`` field in the context, else English).
         """
+        if locale is not None:
+            # a shallow copy of a dozen keys (~1 us): the caller's context stays untouched
+            context = {**context, RENDER_LOCALE: locale}
         compiled = self._cache.get(key)
         if compiled is None:
             compiled = self._compile(subject=subject, html=html, text=text)
@@ -484,10 +502,18 @@ def _render(template: Template | None, part: str, context: Mapping[str, Any]) ->
         raise TemplateRenderError(f"could not render the {part}: {exc}", field=part) from exc
 
 
-def build_context(*, contact: Mapping[str, Any], variables: Mapping[str, Any]) -> dict[str, Any]:
+def build_context(
+    *,
+    contact: Mapping[str, Any],
+    variables: Mapping[str, Any],
+    event: Mapping[str, Any] | None = None,
+    guest: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Return the render context: contact fields at top level and as ``contact``, then variables.
 
     Declared variables are layered last, so a message's variables win over a contact field.
+    A message about an event also gets ``event`` and ``guest``; without one, they stay
+    undefined and a template using them fails loudly.
     """
     first_name = contact.get("first_name")
     last_name = contact.get("last_name")
@@ -502,7 +528,10 @@ def build_context(*, contact: Mapping[str, Any], variables: Mapping[str, Any]) -
         "attributes": dict(contact.get("attributes") or {}),
         "tags": list(contact.get("tags") or []),
     }
-    return {**fields, "contact": fields, **variables}
+    context = {**fields, "contact": fields, **variables}
+    if event is not None:
+        context.update(event=event, guest=guest)
+    return context
 
 
 # --- deriving the text part ------------------------------------------------------------------
