@@ -459,6 +459,29 @@ async def test_a_guest_who_rsvps_gets_none_of_the_remaining_reminders(database_u
         del ben
 
 
+async def test_a_contact_change_that_ends_the_condition_stops_the_reminders(
+    database_url: str,
+) -> None:
+    """The "while" condition may read contact fields: tagging Ana "answered" through the
+    contacts API cancels her remaining reminders, and Ben's stay scheduled."""
+    async with setup(database_url) as s:
+        ana, _ben = await _contacts(s.client, 2)
+        campaign = await _create(
+            s.client,
+            s.template,
+            schedule={"at": (utc_now() + timedelta(days=5)).isoformat()},
+            recurrence={"every_days": 2, "count": 3, "while": 'not (tags has "answered")'},
+        )
+        await _start(s.client, campaign["id"])
+        await FanoutRunner(sessions=s.sessions).run_until_idle()
+        response = await s.client.patch(f"/v1/contacts/{ana}", json={"tags": ["answered"]})
+        assert response.status_code == 200, response.text
+        rows = await _deliveries(s.sessions, await _get(s.client, campaign["id"]))
+        ana_key = from_public(IdKind.CONTACT, ana)
+        assert {r.status for r in rows if r.contact_id == ana_key} == {"cancelled"}
+        assert [r.status for r in rows if r.contact_id != ana_key] == ["scheduled"] * 3
+
+
 async def test_cancel_by_key_cancels_only_the_callers_unclaimed_deliveries(
     database_url: str,
 ) -> None:

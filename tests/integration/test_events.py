@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import event as sa_event
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.app import create_worker
@@ -23,7 +23,6 @@ from guestcomms.domain.ids import IdKind, from_public
 from guestcomms.events import service as events_service
 from guestcomms.events.context import load_event_context
 from guestcomms.events.models import EventGuest
-from guestcomms.messages.models import Message
 from tests.support import create_contact, create_key, create_template, make_settings, running_app
 
 PROBLEM = "application/problem+json"
@@ -511,21 +510,16 @@ async def test_message_about_an_event_renders_event_and_guest(database_url: str)
             "/v1/templates", json={"name": "x", "subject": "s", "text": "t", "variables": ["guest"]}
         )
         assert_problem(refused, 422, field="variables")
+        unknown = await client.post(
+            "/v1/messages",
+            json={"template_id": template, "contact_ids": [ana], "event_id": "evt_nope"},
+        )
+        assert_problem(unknown, 422, field="event_id")
         response = await client.post(
-            "/v1/messages", json={"template_id": template, "contact_ids": [ana, bea]}
+            "/v1/messages",
+            json={"template_id": template, "contact_ids": [ana, bea], "event_id": event},
         )
         assert response.status_code == 202, response.text
-        message = from_public(IdKind.MESSAGE, response.json()["id"])
-        engine = create_engine(database_url)
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                await session.execute(
-                    update(Message)
-                    .where(Message.id == message)
-                    .values(event_id=from_public(IdKind.EVENT, event))
-                )
-        finally:
-            await engine.dispose()
         async with create_worker(settings) as worker:
             assert await worker.run_until_idle() == 2
         outbox = {

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from guestcomms.campaigns.reminders import recheck_reminders
 from guestcomms.contacts.importing import GUEST_COLUMNS, ContactImporter, Progress
 from guestcomms.contacts.models import Contact
 from guestcomms.contacts.repository import ContactRepository
@@ -118,6 +119,11 @@ class ContactService:
         if "tags" in changes:
             await self._repo.replace_tags(contact.id, contact.tags)
         await self._repo.flush()
+        # a reminder's "while" condition may read any contact field: re-check it now, in
+        # this transaction, so a change that ends the condition stops the reminders
+        await recheck_reminders(
+            self._repo.session, organization_id=self._repo.organization_id, contact_ids=[contact.id]
+        )
         return contact
 
     async def delete(self, contact_id: uuid.UUID) -> None:

@@ -59,6 +59,8 @@ class EventGuest(Base):
         UniqueConstraint("event_id", "contact_id", name="uq_event_guests_event_contact"),
         Index("ix_event_guests_org_event", "organization_id", "event_id", "contact_id"),
         Index("ix_event_guests_contact", "contact_id"),
+        # household de-duplication looks for a household's lowest matching member
+        Index("ix_event_guests_household", "event_id", "household_id", "contact_id"),
     )
 
     organization_id: Mapped[uuid.UUID] = mapped_column(

@@ -51,6 +51,12 @@ class MessageCreate(BaseModel):
     send_at: AwareDatetime | None = Field(
         default=None, description="when to send (with a UTC offset); now if absent"
     )
+    event_id: str | None = Field(
+        default=None,
+        description="the event the message is about: templates can then use `event` and "
+        "`guest` (the recipient's RSVP, table...)",
+        examples=["evt_0193..."],
+    )
 
 
 class MessageAccepted(BaseModel):

@@ -22,6 +22,7 @@ from guestcomms.errors import (
     UnknownContactError,
     ValidationFailedError,
 )
+from guestcomms.events.repository import EventRepository
 from guestcomms.messages.models import Delivery, Message
 from guestcomms.messages.repository import MessageRepository
 from guestcomms.messages.schemas import MessageCreate
@@ -71,8 +72,10 @@ class MessageService:
         contacts: ContactRepository,
         templates: TemplateRepository,
         max_recipients: int,
+        events: EventRepository | None = None,
     ) -> None:
         self._messages = messages
+        self._events = events
         self._contacts = contacts
         self._templates = templates
         self._max_recipients = max_recipients
@@ -84,6 +87,7 @@ class MessageService:
         variable, ``UnknownContactError`` for a contact that is not this organization's.
         """
         template, version = await template_for_send(self._templates, data.template_id)
+        event_id = await self._event(data.event_id)
         recipients = self._explicit_recipients(data)
         await self._check_contacts(recipients.order, data)
         if data.tags:
@@ -103,10 +107,21 @@ class MessageService:
         _check_variables(version, data, recipients)
         check_channels(version, data.channels)
         return CreatedMessage(
-            message=await self._write(data, template, version, recipients),
+            message=await self._write(data, template, version, recipients, event_id),
             template=template,
             version=version,
         )
+
+    async def _event(self, public_id: str | None) -> uuid.UUID | None:
+        if public_id is None:
+            return None
+        try:
+            key = from_public(IdKind.EVENT, public_id)
+        except InvalidIdError as e:
+            raise ValidationFailedError(str(e), field="event_id") from e
+        if self._events is None or await self._events.get(key) is None:
+            raise ValidationFailedError(f"unknown event {public_id}", field="event_id")
+        return key
 
     @staticmethod
     def _explicit_recipients(data: MessageCreate) -> _Recipients:
@@ -139,6 +154,7 @@ class MessageService:
         template: Template,
         version: TemplateVersion,
         recipients: _Recipients,
+        event_id: uuid.UUID | None,
     ) -> Message:
         now = utc_now()
         send_at = data.send_at or now
@@ -156,6 +172,7 @@ class MessageService:
             status=MessageStatus.ACCEPTED.value,
             variables=data.variables,
             recipient_count=len(recipients.order),
+            event_id=event_id,
             created_at=now,
         )
         await self._messages.add_message(message)

@@ -200,6 +200,9 @@ def upgrade() -> None:
     with op.batch_alter_table("event_guests", schema=None) as batch_op:
         batch_op.create_index("ix_event_guests_contact", ["contact_id"], unique=False)
         batch_op.create_index(
+            "ix_event_guests_household", ["event_id", "household_id", "contact_id"], unique=False
+        )
+        batch_op.create_index(
             "ix_event_guests_org_event", ["organization_id", "event_id", "contact_id"], unique=False
         )
 
@@ -297,6 +300,7 @@ def downgrade() -> None:
 
     with op.batch_alter_table("event_guests", schema=None) as batch_op:
         batch_op.drop_index("ix_event_guests_org_event")
+        batch_op.drop_index("ix_event_guests_household")
         batch_op.drop_index("ix_event_guests_contact")
 
     op.drop_table("event_guests")
