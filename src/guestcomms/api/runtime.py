@@ -8,6 +8,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from guestcomms.channels.inapp import InboxBroker
+from guestcomms.channels.urgency import Hold
 from guestcomms.config import Settings
 
 
@@ -32,3 +33,5 @@ class Runtime:
     sessions: async_sessionmaker[AsyncSession]
     inbox: InboxBroker = field(default_factory=InboxBroker)
     wake_workers: WakeWorkers = field(default=_no_wake)
+    # the embedded worker's hold (``serve``): accepting an emergency pauses its bulk lanes
+    worker_hold: Hold | None = None

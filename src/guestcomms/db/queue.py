@@ -216,12 +216,7 @@ def _pick(*, postgres: bool, max_priority: int | None, fair: bool) -> Select[tup
     due = [d.c.organization_id == orgs.c.org, _claimable(d), d.c.send_at <= now]
     if max_priority is not None:
         due.append(d.c.priority <= max_priority)
-    oldest_first = (
-        select(d.c.id)
-        .where(*due)
-        .order_by(d.c.priority, d.c.send_at)
-        .limit(limit)
-    )
+    oldest_first = select(d.c.id).where(*due).order_by(d.c.priority, d.c.send_at).limit(limit)
     if postgres:
         oldest = (
             oldest_first.add_columns(d.c.organization_id, d.c.priority, d.c.send_at)
@@ -244,15 +239,8 @@ def _pick(*, postgres: bool, max_priority: int | None, fair: bool) -> Select[tup
     ranked = select(
         candidates.c.id, candidates.c.priority, candidates.c.send_at, turn.label("turn")
     ).subquery("ranked")
-    order = (
-        (ranked.c.priority, ranked.c.turn, ranked.c.send_at)
-        if fair
-        else (
-            ranked.c.priority,
-            ranked.c.send_at,
-        )
-    )
-    return select(ranked.c.id).order_by(*order).limit(limit)
+    turns = [ranked.c.turn] if fair else []  # the turns, or oldest first within a priority
+    return select(ranked.c.id).order_by(ranked.c.priority, *turns, ranked.c.send_at).limit(limit)
 
 
 async def _fenced_ids(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, status
 from fastapi.responses import JSONResponse
@@ -16,6 +18,7 @@ from guestcomms.contacts.repository import ContactRepository
 from guestcomms.db.notify import notify_workers
 from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.errors import IdempotencyMismatchError, ValidationFailedError
+from guestcomms.events.repository import EventRepository
 from guestcomms.messages.models import IdempotencyRecord
 from guestcomms.messages.repository import MessageRepository
 from guestcomms.messages.schemas import (
@@ -41,7 +44,26 @@ def _service(session: SessionDep, caller: CallerDep, runtime: RuntimeDep) -> Mes
         contacts=ContactRepository(session, org),
         templates=TemplateRepository(session, org),
         max_recipients=runtime.settings.max_recipients_per_message,
+        events=EventRepository(session, org),
     )
+
+
+def _holding_for_emergencies(
+    endpoint: Callable[..., Awaitable[JSONResponse]],
+) -> Callable[..., Awaitable[JSONResponse]]:
+    """In ``serve``, accepting an emergency pauses the embedded worker's bulk lanes (see
+    channels/urgency.py): they would otherwise keep the event loop and SQLite's one writer
+    busy while the request waits for both."""
+
+    @functools.wraps(endpoint)
+    async def endpoint_holding(*args: Any, **kwargs: Any) -> JSONResponse:
+        hold = kwargs["runtime"].worker_hold
+        if hold is None or kwargs["body"].priority != "emergency":
+            return await endpoint(*args, **kwargs)
+        with hold.holding():
+            return await endpoint(*args, **kwargs)
+
+    return endpoint_holding
 
 
 @router.post(
@@ -50,6 +72,7 @@ def _service(session: SessionDep, caller: CallerDep, runtime: RuntimeDep) -> Mes
     summary="Send a message",
     responses={422: {"description": "invalid request; `field` names the culprit"}},
 )
+@_holding_for_emergencies
 async def send_message(
     body: MessageCreate,
     session: SessionDep,
