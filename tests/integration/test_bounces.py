@@ -481,7 +481,7 @@ def test_cli_refuses_to_start_without_a_bounce_domain(
     monkeypatch.delenv("GUESTCOMMS_BOUNCE_DOMAIN", raising=False)
     # in-process, the command's logging set-up would bind loggers to the runner's stderr,
     # which is closed afterwards: later tests would log to a closed file
-    monkeypatch.setattr("guestcomms.cli.configure_logging", lambda **_: None)
+    monkeypatch.setattr("guestcomms.commands.support.configure_logging", lambda **_: None)
     result = CliRunner().invoke(cli_app, ["bounces", "--port", str(free_port())])
     assert result.exit_code == 1
     assert result.stderr.strip() == "error: bounce_domain is not set (GUESTCOMMS_BOUNCE_DOMAIN)"
