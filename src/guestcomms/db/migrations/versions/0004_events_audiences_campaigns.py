@@ -215,6 +215,11 @@ def upgrade() -> None:
             sqlite_where=sa.text("cancellation_key IS NOT NULL"),
             postgresql_where=sa.text("cancellation_key IS NOT NULL"),
         )
+        # the message's foreign keys already hold these; each is a trigger per fan-out row
+        batch_op.drop_constraint("fk_deliveries_organization_id_organizations", type_="foreignkey")
+        batch_op.drop_constraint(
+            "fk_deliveries_template_version_id_template_versions", type_="foreignkey"
+        )
         # the fair claim finds each organization's due rows (replaces priority, send_at)
         batch_op.drop_index("ix_deliveries_claim")
         batch_op.create_index(
@@ -297,6 +302,19 @@ def downgrade() -> None:
             postgresql_where=sa.text("cancellation_key IS NOT NULL"),
         )
         batch_op.drop_column("cancellation_key")
+        batch_op.create_foreign_key(
+            "fk_deliveries_organization_id_organizations",
+            "organizations",
+            ["organization_id"],
+            ["id"],
+            ondelete="CASCADE",
+        )
+        batch_op.create_foreign_key(
+            "fk_deliveries_template_version_id_template_versions",
+            "template_versions",
+            ["template_version_id"],
+            ["id"],
+        )
 
     with op.batch_alter_table("event_guests", schema=None) as batch_op:
         batch_op.drop_index("ix_event_guests_org_event")
