@@ -22,6 +22,7 @@ from guestcomms.api.limits import BodySizeLimitMiddleware
 from guestcomms.api.problems import install_problem_handlers
 from guestcomms.api.runtime import Runtime
 from guestcomms.audiences import routes as audiences_routes
+from guestcomms.audit import routes as audit_routes
 from guestcomms.campaigns import routes as campaigns_routes
 from guestcomms.campaigns.fanout import FanoutRunner
 from guestcomms.channels.base import Provider
@@ -49,6 +50,7 @@ from guestcomms.messages import delivery_routes
 from guestcomms.messages import routes as messages_routes
 from guestcomms.outbox import routes as outbox_routes
 from guestcomms.providers import routes as providers_routes
+from guestcomms.security.ssrf import SsrfGuard
 from guestcomms.templates import routes as templates_routes
 from guestcomms.web import pages
 from guestcomms.webhooks import routes as webhooks_routes
@@ -69,7 +71,7 @@ def build_providers(
         email = OutboxProvider(session_factory=sessions)
     inapp = InAppProvider(session_factory=sessions, broker=broker or InboxBroker())
     # webhooks need no account: endpoints and their secrets are registered per organization
-    webhook = WebhookProvider.from_config({}, session=None)
+    webhook = WebhookProvider(guard=SsrfGuard.from_settings(settings))
     return {Channel.EMAIL.value: email, Channel.INAPP.value: inapp, Channel.WEBHOOK.value: webhook}
 
 
@@ -98,7 +100,9 @@ def create_worker(
         session_factory=sessions,
         dispatcher=Dispatcher(
             directory=ProviderDirectory(
-                sessions=sessions, defaults=build_providers(settings, sessions, broker=broker)
+                sessions=sessions,
+                defaults=build_providers(settings, sessions, broker=broker),
+                guard=SsrfGuard.from_settings(settings),
             ),
             limiter=build_rate_limiter(settings),
             breaker_config=BreakerConfig(
@@ -214,6 +218,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         inbox_routes.router,
         webhooks_routes.router,
         outbox_routes.router,
+        audit_routes.router,
         pages.router,
     ):
         app.include_router(router)

@@ -20,8 +20,11 @@ from rich.table import Table
 
 from guestcomms import demo as demo_module
 from guestcomms.app import create_app, create_worker, run_worker
+from guestcomms.audit.recorder import record_cli
+from guestcomms.commands.audit import audit_app
 from guestcomms.commands.campaigns import campaign_app
 from guestcomms.commands.contacts import contacts_app
+from guestcomms.commands.dkim import dkim_app
 from guestcomms.commands.support import (
     console,
     err_console,
@@ -64,6 +67,8 @@ app.add_typer(deliveries_app, name="deliveries")
 app.add_typer(providers_app, name="providers")
 app.add_typer(contacts_app, name="contacts")
 app.add_typer(campaign_app, name="campaign")
+app.add_typer(audit_app, name="audit")
+app.add_typer(dkim_app, name="dkim")
 
 Host = Annotated[str, typer.Option(help="address to listen on")]
 Port = Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)]
@@ -158,6 +163,13 @@ def keys_create(
                     key_name=name,
                     scopes=tuple(scope) if scope else DEFAULT_SCOPES,
                 )
+                await record_cli(
+                    session,
+                    organization_id=issued.organization.id,
+                    action="keys.create",
+                    target=to_public(IdKind.API_KEY, issued.key.id),
+                    detail={"scopes": sorted(issued.key.scopes)},
+                )
             return issued.plaintext
         finally:
             await engine.dispose()
@@ -216,7 +228,15 @@ def providers_add(
                     raise NotFoundError(f"no organization named {org!r}")
                 service = ProviderService(ProviderRepository(session, organization.id))
                 account = await service.create(data)
-                return to_public(IdKind.PROVIDER, account.id)
+                public = to_public(IdKind.PROVIDER, account.id)
+                await record_cli(
+                    session,
+                    organization_id=organization.id,
+                    action="providers.add",
+                    target=public,
+                    detail={"kind": kind, "settings": sorted(data.settings)},
+                )
+                return public
         finally:
             await engine.dispose()
 
@@ -316,6 +336,12 @@ def deliveries_replay(
                 if organization_id is None:
                     raise NotFoundError(f"no delivery {delivery}")
                 await replay_dead(MessageRepository(session, organization_id), key)
+                await record_cli(
+                    session,
+                    organization_id=organization_id,
+                    action="deliveries.replay",
+                    target=delivery,
+                )
                 await notify_workers(session)
         finally:
             await engine.dispose()

@@ -68,6 +68,10 @@ class Settings(BaseSettings):
     # When set, SMTP sends use a VERP return path bounces+dlv_<hex>@<bounce_domain> and
     # `guestcomms bounces` accepts the DSNs and complaint reports sent to it.
     bounce_domain: str | None = None
+    # DKIM: SMTP sends are signed when <dkim_keys_dir>/<From domain>.<dkim_selector>.pem
+    # exists (`guestcomms dkim keygen DOMAIN` writes it; docs/operations.md "DKIM")
+    dkim_keys_dir: Path | None = None
+    dkim_selector: str = "gc1"
 
     # shared state between processes (provider rate limits); in-process when unset
     redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
@@ -99,6 +103,11 @@ class Settings(BaseSettings):
     max_page_size: int = Field(default=500, ge=1, le=10_000)
     default_phone_region: str | None = None  # e.g. "GB" to accept national numbers
 
+    # SSRF guard (guestcomms.security.ssrf): may webhooks and providers call loopback, private
+    # and link-local addresses? Unset: yes in dev and test (the simulator is on 127.0.0.1),
+    # no in production. Cloud metadata addresses are refused either way.
+    allow_private_network_targets: bool | None = None
+
     @field_validator("database_url")
     @classmethod
     def _known_driver(cls, value: str) -> str:
@@ -109,6 +118,14 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("email_from", "email_reply_to")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        # a header value: a line break here would start another header in every email
+        if value is not None and any(c in value for c in "\r\n\x00"):
+            raise ValueError("line breaks are not allowed in an address")
+        return value
+
     @model_validator(mode="after")
     def _production_is_safe(self) -> Settings:
         if (
@@ -117,6 +134,13 @@ class Settings(BaseSettings):
         ):
             raise ValueError("secret_key must be set in production (GUESTCOMMS_SECRET_KEY)")
         return self
+
+    @property
+    def private_network_targets_allowed(self) -> bool:
+        """Whether the SSRF guard lets private addresses through (see the field's comment)."""
+        if self.allow_private_network_targets is not None:
+            return self.allow_private_network_targets
+        return self.environment is not Environment.PRODUCTION
 
     @property
     def is_sqlite(self) -> bool:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from guestcomms.audit.models import AuditEntry
 from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.messages.models import Delivery, Message
 from tests.support import seed_deliveries
@@ -54,9 +55,18 @@ async def _campaign_deliveries(database_url: str) -> dict[str, int]:
         await engine.dispose()
 
 
+async def _audit_actions(database_url: str) -> list[str]:
+    engine = create_engine(database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            return list(await session.scalars(select(AuditEntry.action).order_by(AuditEntry.seq)))
+    finally:
+        await engine.dispose()
+
+
 async def test_create_preview_start_wait_pause_resume_and_cancel(sqlite_url: str) -> None:
     """A campaign made from the command line fans out with --wait, shows in status, holds
-    and releases its scheduled deliveries, and cancels them."""
+    and releases its scheduled deliveries, and cancels them; each change is audited."""
     await _seed(sqlite_url)
     created = _cli(
         sqlite_url, "campaign", "create", "--org", "Seeded", "--name", "Save the date",
@@ -89,6 +99,13 @@ async def test_create_preview_start_wait_pause_resume_and_cancel(sqlite_url: str
     assert cancelled.returncode == 0, cancelled.stderr
     assert f"cancelled: {GUESTS} deliveries cancelled" in cancelled.stdout
     assert await _campaign_deliveries(sqlite_url) == {"cancelled": GUESTS}
+    # each change is in the audit log, and the log verifies
+    assert await _audit_actions(sqlite_url) == [
+        f"campaign.{action}" for action in ("create", "start", "pause", "resume", "cancel")
+    ]
+    verified = _cli(sqlite_url, "audit", "verify", "--org", "Seeded")
+    assert verified.returncode == 0, verified.stderr
+    assert "audit log OK: 5 entries verified" in verified.stdout
 
 
 async def test_bad_input_is_one_line_naming_the_problem(sqlite_url: str) -> None:

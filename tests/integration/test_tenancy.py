@@ -102,6 +102,7 @@ LIST_ROUTES: dict[str, str] = {
     "/v1/webhook-endpoints": "after",
     "/v1/events": "after",
     "/v1/campaigns": "after",
+    "/v1/audit": "after",  # the seq of the page's last entry
 }
 
 # Routes that only create rows in the caller's organization. Those that take ids in the body

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from guestcomms.errors import TemplateError
+from guestcomms.templates import limits
 from guestcomms.templates.sandbox import (
     CONTACT_FIELDS,
     RenderedContent,
@@ -364,3 +365,160 @@ def test_build_context_exposes_contact_fields_and_variables() -> None:
     assert context["tags"] == []
     assert context["venue"] == "Barn"
     assert "venue" not in context["contact"]
+
+
+# --- escape payloads --------------------------------------------------------------------------
+
+ESCAPES = [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ joiner.__init__.__globals__.os }}",
+    "{{ namespace.__init__.__globals__ }}",
+    "{{ '{0.__class__}'.format(first_name) }}",
+    "{{ '{x.__class__}'.format_map({'x': first_name}) }}",
+    "{{ '{0.__class__}' | attr('format')(first_name) }}",
+    "{{ first_name | attr('format_map')({}) }}",
+    "{{ attributes | attr('__class__') }}",
+    "{{ range.__globals__ }}",
+    "{{ tags.mro() }}",
+]
+
+
+@pytest.mark.parametrize("source", ESCAPES)
+def test_escape_payloads_are_refused_at_save(source: str) -> None:
+    """Each known Jinja2 escape is refused when the template is saved, naming the part."""
+    assert save_error(text=source).field == "text"
+
+
+@pytest.mark.parametrize("source", ESCAPES)
+def test_escape_payloads_fail_at_render(source: str) -> None:
+    """And if one reached the renderer unchecked, the sandbox refuses it there too."""
+    with pytest.raises(TemplateRenderError):
+        render(text=source)
+
+
+def test_format_is_refused_with_a_pointer_to_the_filter() -> None:
+    """str.format is refused at save, and the message says what to use instead."""
+    assert "format filter" in str(save_error(text="{{ '{}'.format(first_name) }}"))
+
+
+def test_format_key_of_a_dict_stays_readable_by_item() -> None:
+    """Refusing the ``format`` attribute does not stop reading a dict key of that name."""
+    validate(text="{{ options['format'] }}", variables=["options"])
+    assert render(text="{{ options['format'] }}", variables={"options": {"format": "A4"}}).text == (
+        "A4"
+    )
+
+
+@pytest.mark.parametrize(
+    "subject", ["Hi\r\nBcc: x@evil.example", "Hi\nthere", "Hi\x00", "a\u2028b"]
+)
+def test_subject_source_with_a_line_break_is_refused(subject: str) -> None:
+    """A subject's source must be one line: a break there could only start another header."""
+    error = save_error(subject=subject)
+
+    assert error.field == "subject"
+    assert "line breaks" in str(error)
+
+
+def test_control_characters_from_data_become_spaces_in_the_subject() -> None:
+    """A value rendered into the subject cannot bring a line break or control character."""
+    contact = {**GUEST, "first_name": "Ada\r\nBcc: x@evil.example\x00\x1b"}
+
+    assert render(subject="Hi {{ first_name }}", contact=contact).subject == (
+        "Hi Ada Bcc: x@evil.example"
+    )
+
+
+# --- resource limits --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("source", "fragment"),
+    [
+        ("{% for i in range(10**9) %}x{% endfor %}", "Range too big"),
+        ("{{ 'x' * 10**9 }}", "larger than"),
+        ("{{ ['x' * 100000] * 100 }}", "larger than"),
+        (
+            "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}",
+            "loop steps",
+        ),
+        ("{% for i in range(100000) %}{{ 'x' * 100000 }}{% endfor %}", "rendered more than"),
+        ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", "nested too deeply"),
+        ("{{ 'x' | center(10**9) }}", "center filter"),
+        ("{{ '%999999999s' | format(1) }}", "format filter"),
+        ("{{ 'x'.ljust(10**9) }}", "str.ljust"),
+        ("{{ ('x' * 100000) | replace('', 'y' * 100000) }}", "replace filter"),
+        ("{{ range(100000) | join('x' * 100000) }}", "join filter"),
+        ("{{ ('x' * 100000).join(range(100000) | map('string')) }}", "str.join"),
+        ("{{ ('x\n' * 100000) | indent('y' * 100000) }}", "indent filter"),
+        ("{{ [1] | batch(10**9, 'x') | list }}", "batch filter"),
+        ("{{ range(10000) | list | tojson(indent=100000) }}", "tojson filter"),
+        ("{{ ((10**1000)**1000)**1000 }}", "power"),
+        (
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}"
+            "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s | length }}",
+            "larger than",
+        ),
+        (
+            "{% set ns = namespace(s='x') %}{% for i in range(64) %}"
+            "{% set ns.s = ns.s + ns.s %}{% endfor %}{{ ns.s | length }}",
+            "larger than",
+        ),
+    ],
+)
+def test_runaway_renders_are_stopped(source: str, fragment: str) -> None:
+    """Loops, repetition, padding filters and doubling are stopped with a render error."""
+    with pytest.raises(TemplateRenderError) as caught:
+        render(text=source)
+
+    assert fragment in str(caught.value)
+
+
+def test_cpu_time_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past its CPU budget a render stops at the next check (a budget of none here, so the
+    second check, after 2 * CHECK_EVERY steps, ends it)."""
+    monkeypatch.setattr(limits, "MAX_RENDER_CPU_SECONDS", -1.0)
+
+    with pytest.raises(TemplateRenderError) as caught:
+        render(text=f"{{% for i in range({3 * limits.CHECK_EVERY}) %}}{{% endfor %}}")
+
+    assert "CPU" in str(caught.value)
+
+
+def test_each_render_gets_a_fresh_budget() -> None:
+    """The step budget is per render: many renders of a big-but-allowed loop all succeed."""
+    renderer = TemplateRenderer()
+    source = "{% for i in range(100000) %}{% endfor %}{% for i in range(100000) %}{% endfor %}ok"
+    context = build_context(contact=GUEST, variables={})
+    for _ in range(12):  # 12 * 200,000 steps: past MAX_STEPS if the budget were shared
+        assert renderer.render(key="v", subject="s", html=None, text=source, context=context).text
+    assert limits.MAX_STEPS < 12 * 200_000
+
+
+def test_ordinary_loops_and_operators_still_work() -> None:
+    """The guards change nothing for a normal template: loop helpers, ~, +, filters."""
+    text = (
+        "{% for t in tags %}{{ loop.index }}/{{ loop.length }}{{ '' if loop.last else ',' }}"
+        "{% endfor %} {{ first_name ~ '!' }} {{ 1 + 2 }} {{ [1] + [2] }} {{ 'ab' * 2 }} "
+        "{{ 2 ** 10 }} {{ 'x' | center(5) }}| {{ '%05.1f' | format(3.14159) }} "
+        "{{ tags | join(', ') }} {{ ', '.join(['a', 'b']) }} {{ dict(a=1).a }}"
+    )
+    result = render(text=text, contact={**GUEST, "tags": ["a", "b"]})
+
+    assert result.text == "1/2,2/2 Ada! 3 [1, 2] abab 1024   x  | 003.1 a, b a, b 1"
+
+
+def test_recursive_loop_and_namespace_still_work() -> None:
+    """A recursive loop and a namespace counter render as before."""
+    text = (
+        "{% set ns = namespace(n=0) %}"
+        "{% for item in tree recursive %}{{ item.name }}{% set ns.n = ns.n + 1 %}"
+        "{% if item.children %}({{ loop(item.children) }}){% endif %}{% endfor %} {{ ns.n }}"
+    )
+    tree = [
+        {"name": "a", "children": [{"name": "b", "children": []}]},
+        {"name": "c", "children": []},
+    ]
+
+    assert render(text=text, variables={"tree": tree}).text == "a(b)c 3"

@@ -14,6 +14,7 @@ from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.api.runtime import Runtime
+from guestcomms.audit.recorder import AUDITED_METHODS, watch_request
 from guestcomms.domain.clock import utc_now
 from guestcomms.errors import AuthenticationError, PermissionDeniedError
 from guestcomms.organizations.keys import secret_matches, split_key
@@ -34,9 +35,12 @@ def get_runtime(request: Request) -> Runtime:
 RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
 
 
-async def get_session(runtime: RuntimeDep) -> AsyncIterator[AsyncSession]:
-    """A session for this request; the route opens the transaction (``session.begin()``)."""
+async def get_session(runtime: RuntimeDep, request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for this request; the route opens the transaction (``session.begin()``).
+    A changing request's commits each append an audit entry (``audit.recorder``)."""
     async with runtime.sessions() as session:
+        if request.method in AUDITED_METHODS:
+            watch_request(session, request, await request.body())
         yield session
 
 
@@ -50,6 +54,7 @@ class Caller:
     organization_id: uuid.UUID
     key_id: uuid.UUID
     scopes: frozenset[str]
+    key_prefix: str = ""
 
     def require(self, scope: str) -> None:
         """Raise ``PermissionDeniedError`` unless the key has ``scope`` (or ``admin``)."""
@@ -58,6 +63,7 @@ class Caller:
 
 
 async def get_caller(
+    request: Request,
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
@@ -77,7 +83,14 @@ async def get_caller(
             await session.execute(
                 update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
             )
-    return Caller(organization_id=key.organization_id, key_id=key.id, scopes=frozenset(key.scopes))
+    caller = Caller(
+        organization_id=key.organization_id,
+        key_id=key.id,
+        scopes=frozenset(key.scopes),
+        key_prefix=key.prefix,
+    )
+    request.state.caller = caller  # the audit hook's actor (audit.recorder)
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

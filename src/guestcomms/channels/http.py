@@ -14,6 +14,8 @@ Classification lives here, in one place, so every provider answers the same way:
     408, 425, 5xx                          TransientProviderError
     other 4xx                              PermanentProviderError (the provider's message, capped)
     connection refused/reset, timeout      TransientProviderError (raised ``from`` the cause)
+    an address the SSRF guard refuses      PermanentProviderError, code ``ssrf_refused``
+                                           (guestcomms.security.ssrf; never retried)
 
 A provider whose API says more than the status (Postmark's ``ErrorCode``) overrides
 :meth:`HttpProvider.classify`; one with a batch endpoint overrides ``send_batch``.
@@ -55,6 +57,7 @@ from guestcomms.channels.events import DELIVERY_REF_HEADER, DELIVERY_REF_KEY
 from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.domain.ratelimit import parse_retry_after
 from guestcomms.errors import ConfigError
+from guestcomms.security.ssrf import ForbiddenTargetError, SsrfGuard
 
 __all__ = [
     "DEFAULT_RETRY_AFTER_SECONDS",
@@ -70,6 +73,7 @@ __all__ = [
     "email_headers",
     "format_address",
     "public_delivery_id",
+    "refused",
     "require_setting",
     "retry_after_seconds",
     "split_address",
@@ -141,8 +145,13 @@ class HttpProvider(Provider[ItemT]):
         session: aiohttp.ClientSession | None = None,
         timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        guard: SsrfGuard | None = None,
     ) -> None:
-        """Configure the provider; no connection is opened until the first request."""
+        """Configure the provider; no connection is opened until the first request.
+
+        ``guard`` vets the addresses of the session the provider opens itself; an injected
+        ``session`` is guarded by whoever built it (the composition root's is).
+        """
         if max_concurrency < 1:
             raise ValueError("max_concurrency must be at least 1")
         super().__init__(max_concurrency=max_concurrency)
@@ -151,6 +160,7 @@ class HttpProvider(Provider[ItemT]):
         self._owns_session = False
         self._max_concurrency = max_concurrency
         self._timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._guard = guard
 
     @classmethod
     @abstractmethod
@@ -213,6 +223,8 @@ class HttpProvider(Provider[ItemT]):
             ) as response:
                 content = await response.read()
                 return HttpResponse(response.status, response.headers, content)
+        except ForbiddenTargetError as e:
+            raise refused(e) from e
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             # ServerTimeoutError is both a ClientError and a TimeoutError; a total timeout
             # arrives as a bare TimeoutError; a reset between requests as ClientOSError.
@@ -247,14 +259,24 @@ class HttpProvider(Provider[ItemT]):
     def _ensure_session(self) -> aiohttp.ClientSession:
         # Synchronous, so two first sends racing cannot both open a session.
         if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._max_concurrency,
-                limit_per_host=self._max_concurrency,
-                keepalive_timeout=KEEPALIVE_SECONDS,
+            options: dict[str, Any] = {
+                "limit": self._max_concurrency,
+                "limit_per_host": self._max_concurrency,
+                "keepalive_timeout": KEEPALIVE_SECONDS,
+            }
+            connector = (
+                aiohttp.TCPConnector(**options)
+                if self._guard is None
+                else self._guard.connector(**options)
             )
             self._session = aiohttp.ClientSession(connector=connector)
             self._owns_session = True
         return self._session
+
+
+def refused(error: ForbiddenTargetError) -> PermanentProviderError:
+    """The permanent failure for a request the SSRF guard refused (never retried)."""
+    return PermanentProviderError(f"refused: {error.message}", code="ssrf_refused")
 
 
 def retry_after_seconds(response: HttpResponse) -> float:

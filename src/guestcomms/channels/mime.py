@@ -23,7 +23,7 @@ from functools import lru_cache
 
 from guestcomms.channels.base import OutgoingEmail
 
-__all__ = ["address_domain", "address_spec", "build_email_bytes"]
+__all__ = ["address_domain", "address_spec", "build_email_bytes", "header_text"]
 
 
 class _ReusingHeaderRegistry(HeaderRegistry):
@@ -199,6 +199,16 @@ def _new_boundary() -> str:
     # guessed by whoever wrote a 7-bit body, so the boundary needs no search of the body.
     # Left to itself the generator picks one and compiles a fresh regex to check it.
     return f"=_{secrets.token_hex(16)}"
+
+
+def header_text(value: str) -> str:
+    """Return ``value`` on one line, fit for a header: every line break and control
+    character becomes a space and runs of whitespace collapse to one.
+
+    The composer passes guest data (display names) through it, so a name holding
+    ``"\r\nBcc: ..."`` reads as text instead of being refused when the email is built.
+    """
+    return " ".join(_UNSAFE_HEADER_CHARS.sub(" ", value).split())
 
 
 def _checked(name: str, value: str) -> str:

@@ -14,6 +14,10 @@ Outcomes map onto the provider protocol of :mod:`guestcomms.channels.base`:
     refused connection, timeout, disconnect     TransientProviderError
     server lacks STARTTLS or AUTH we need       PermanentProviderError
     message that cannot be built or addressed   PermanentProviderError
+    DKIM key file that cannot be read           TransientProviderError (fix it; retried)
+
+With a :class:`~guestcomms.channels.dkim_signing.DkimSigner` (``GUESTCOMMS_DKIM_KEYS_DIR``),
+each message whose From domain has a key is DKIM-signed before it is sent.
 """
 
 from __future__ import annotations
@@ -35,7 +39,8 @@ from guestcomms.channels.base import (
     SendReceipt,
     TransientProviderError,
 )
-from guestcomms.channels.mime import address_spec, build_email_bytes
+from guestcomms.channels.dkim_signing import DkimSigner
+from guestcomms.channels.mime import address_domain, address_spec, build_email_bytes
 from guestcomms.channels.verp import return_path
 from guestcomms.config import Settings, SmtpSecurity
 from guestcomms.errors import ConfigError
@@ -69,13 +74,15 @@ class SmtpProvider(Provider[OutgoingEmail]):
         validate_certs: bool = True,
         tls_context: ssl.SSLContext | None = None,
         bounce_domain: str | None = None,
+        dkim: DkimSigner | None = None,
     ) -> None:
         """Configure the relay; no connection is opened until the first send.
 
         ``tls_context``, when given, is used as it is for TLS and STARTTLS (``validate_certs``
         is then ignored); tests pass one that trusts their own certificate. ``bounce_domain``,
         when given, makes each envelope sender the delivery's VERP address
-        (:mod:`guestcomms.channels.verp`) instead of the From address.
+        (:mod:`guestcomms.channels.verp`) instead of the From address. ``dkim``, when given,
+        signs each message whose From domain has a key.
         """
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
@@ -89,6 +96,7 @@ class SmtpProvider(Provider[OutgoingEmail]):
         self._validate_certs = validate_certs
         self._tls_context = tls_context
         self._bounce_domain = bounce_domain
+        self._dkim = dkim
         self._slots = asyncio.Semaphore(pool_size)
         self._idle: list[aiosmtplib.SMTP] = []  # a stack: the most recently used on top
         self._local_hostname: str | None = None  # learnt on the first connection
@@ -110,6 +118,11 @@ class SmtpProvider(Provider[OutgoingEmail]):
             pool_size=settings.smtp_pool_size,
             validate_certs=settings.smtp_validate_certs,
             bounce_domain=settings.bounce_domain,
+            dkim=(
+                DkimSigner(settings.dkim_keys_dir, selector=settings.dkim_selector)
+                if settings.dkim_keys_dir is not None
+                else None
+            ),
         )
 
     @classmethod
@@ -149,8 +162,12 @@ class SmtpProvider(Provider[OutgoingEmail]):
                 else address_spec(item.sender)
             )
             data = build_email_bytes(item)
+            if self._dkim is not None:
+                data = self._dkim.sign(data, domain=address_domain(item.sender))
         except ValueError as e:
             raise PermanentProviderError(f"invalid message: {e}") from e
+        except ConfigError as e:  # an unreadable key file: retried until someone fixes it
+            raise TransientProviderError(str(e)) from e
         try:
             async with self._slots:
                 await self._transaction(envelope_sender, item.recipient, data)

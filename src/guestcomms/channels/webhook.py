@@ -52,10 +52,12 @@ from guestcomms.channels.http import (
     HttpResponse,
     checked_headers,
     common_options,
+    refused,
 )
 from guestcomms.channels.inbound.signing import WHSEC_PREFIX, sign_standard_webhook
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import Channel
+from guestcomms.security.ssrf import ForbiddenTargetError
 
 __all__ = ["SECRET_BYTES", "USER_AGENT", "WebhookProvider", "generate_secret"]
 
@@ -151,6 +153,8 @@ class WebhookProvider(HttpProvider[OutgoingWebhook]):
             ) as response:
                 content = await response.read()
                 return HttpResponse(response.status, response.headers, content)
+        except ForbiddenTargetError as e:  # the SSRF guard: never retried
+            raise refused(e) from e
         except (aiohttp.ClientError, TimeoutError, OSError) as e:
             detail = str(e) or "no answer"
             raise TransientProviderError(f"{type(e).__name__}: {detail}") from e

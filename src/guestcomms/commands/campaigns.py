@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from guestcomms.audit.recorder import record_cli
 from guestcomms.campaigns.fanout import fan_out, take
 from guestcomms.campaigns.repository import CampaignRepository
 from guestcomms.campaigns.schemas import CampaignControl, CampaignCreate, CampaignOut
@@ -160,7 +161,14 @@ def create(
             if found is None:
                 raise ValidationFailedError(f"no template named {template!r}", field="template")
             data = body.model_copy(update={"template_id": to_public(IdKind.TEMPLATE, found.id)})
-        return await service.view(await service.create(data))
+        view = await service.view(await service.create(data))
+        await record_cli(
+            session,
+            organization_id=service.organization_id,
+            action="campaign.create",
+            target=view.id,
+        )
+        return view
 
     created = _run(org, work)
     console.print(f"campaign {created.name!r} created: {created.id}", highlight=False)
@@ -195,6 +203,12 @@ def start(
 
     async def work(service: CampaignService, session: AsyncSession) -> tuple[CampaignOut, Any]:
         started = await service.start(key)
+        await record_cli(
+            session,
+            organization_id=service.organization_id,
+            action="campaign.start",
+            target=campaign,
+        )
         await notify_workers(session)
         return await service.view(started), service.organization_id
 
@@ -274,6 +288,12 @@ def _control(org: str, campaign: str, action: str) -> None:
 
     async def work(service: CampaignService, session: AsyncSession) -> CampaignControl:
         result: CampaignControl = await getattr(service, action)(key)
+        await record_cli(
+            session,
+            organization_id=service.organization_id,
+            action=f"campaign.{action}",
+            target=campaign,
+        )
         await notify_workers(session)
         return result
 

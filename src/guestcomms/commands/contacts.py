@@ -13,6 +13,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from guestcomms.audit.recorder import record_cli
 from guestcomms.commands.support import (
     console,
     fail,
@@ -25,7 +26,7 @@ from guestcomms.contacts.repository import ContactRepository
 from guestcomms.contacts.schemas import ImportReport
 from guestcomms.contacts.service import ContactService, parse_csv
 from guestcomms.db.engine import create_engine, create_session_factory
-from guestcomms.domain.ids import IdKind, InvalidIdError, from_public
+from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
 from guestcomms.errors import GuestcommsError, NotFoundError
 from guestcomms.organizations.repository import OrganizationRepository
 
@@ -120,7 +121,15 @@ async def _import(
                 ContactRepository(session, organization.id),
                 default_phone_region=settings.default_phone_region,
             )
-            return await service.import_rows(rows, event_id=event_id, progress=advance)
+            report = await service.import_rows(rows, event_id=event_id, progress=advance)
+            await record_cli(
+                session,
+                organization_id=organization.id,
+                action="contacts.import",
+                target=to_public(IdKind.EVENT, event_id) if event_id else None,
+                detail={"rows": len(rows), "created": report.created, "updated": report.updated},
+            )
+            return report
     finally:
         await engine.dispose()
 

@@ -36,6 +36,7 @@ from guestcomms.domain.enums import GuestRole, Rsvp
 from guestcomms.domain.ids import new_id
 from guestcomms.events.repository import GUEST_MUTABLE, EventRepository
 from guestcomms.events.schemas import GuestImport
+from guestcomms.security.ssrf import SsrfGuard
 
 IMPORT_CHUNK_ROWS = 1000  # rows validated then written together (also the IN-list size)
 # import fields that describe the contact's part in the event rather than the contact
@@ -117,6 +118,7 @@ class ContactImporter:
         events: EventRepository | None = None,
         event_id: uuid.UUID | None = None,
         default_phone_region: str | None = None,
+        url_guard: SsrfGuard | None = None,
     ) -> None:
         if (events is None) != (event_id is None):
             raise ValueError("give both events and event_id, or neither")
@@ -125,6 +127,7 @@ class ContactImporter:
             _EventTarget(events, event_id) if events is not None and event_id is not None else None
         )
         self._region = default_phone_region
+        self._url_guard = url_guard  # refuses webhook URLs naming internal addresses
         self._counts = _Counts()
 
     async def run(
@@ -188,6 +191,9 @@ class ContactImporter:
                     raise _InvalidRowError("phone", str(e)) from None
             elif name == "webhook_url" and value is not None:
                 value = str(value)
+                refusal = self._url_guard.url_refusal(value) if self._url_guard else None
+                if refusal is not None:
+                    raise _InvalidRowError("webhook_url", refusal)
             elif name == "push_subscriptions":
                 value = [s.model_dump(mode="json", exclude_none=True) for s in value or []]
             elif name in ("attributes", "tags") and value is None:

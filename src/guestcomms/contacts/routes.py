@@ -20,6 +20,7 @@ from guestcomms.contacts.schemas import (
 from guestcomms.contacts.service import ContactService, parse_csv, to_out
 from guestcomms.domain.ids import IdKind
 from guestcomms.errors import ValidationFailedError
+from guestcomms.security.ssrf import SsrfGuard
 
 router = APIRouter(prefix="/v1/contacts", tags=["contacts"])
 
@@ -28,6 +29,7 @@ def _service(session: SessionDep, caller: CallerDep, runtime: RuntimeDep) -> Con
     return ContactService(
         ContactRepository(session, caller.organization_id),
         default_phone_region=runtime.settings.default_phone_region,
+        url_guard=SsrfGuard.from_settings(runtime.settings),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -18,6 +19,10 @@ from pydantic import (
 from guestcomms.contacts.validation import check_timezone, normalize_email, normalize_phone
 
 Tag = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[\w\-:.]+$")]
+
+
+# CR, LF, the other control characters but tab, and the Unicode line separators
+_CONTROL_CHARS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 
 def _tags(values: list[str]) -> list[str]:
@@ -81,6 +86,14 @@ class _ContactFields(BaseModel):
     def _phone(cls, value: str | None) -> str | None:
         # national numbers need GUESTCOMMS_DEFAULT_PHONE_REGION; the service re-checks with it
         return normalize_phone(value) if value and value.startswith("+") else value or None
+
+    @field_validator("first_name", "last_name")
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        # names go into the To header's display name: no line breaks or control characters
+        if value is not None and _CONTROL_CHARS.search(value):
+            raise ValueError("line breaks and control characters are not allowed")
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -25,6 +25,7 @@ from guestcomms.contacts.validation import normalize_phone
 from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.errors import ConflictError, NotFoundError, ValidationFailedError
 from guestcomms.events.repository import EventRepository
+from guestcomms.security.ssrf import SsrfGuard
 
 CSV_FIELDS = frozenset({"email", "phone", "first_name", "last_name", "timezone", "locale", "tags"})
 CSV_TAG_SEPARATORS = (";", "|")
@@ -52,9 +53,22 @@ def to_out(contact: Contact) -> ContactOut:
 class ContactService:
     """Contact use cases for one organization."""
 
-    def __init__(self, repo: ContactRepository, *, default_phone_region: str | None = None) -> None:
+    def __init__(
+        self,
+        repo: ContactRepository,
+        *,
+        default_phone_region: str | None = None,
+        url_guard: SsrfGuard | None = None,
+    ) -> None:
+        """``url_guard`` refuses a ``webhook_url`` naming an internal address (422); names
+        are judged again, resolved, at send time. Without one, URLs are not checked here."""
         self._repo = repo
         self._region = default_phone_region
+        self._url_guard = url_guard
+
+    def _check_webhook_url(self, value: object) -> None:
+        if value is not None and self._url_guard is not None:
+            self._url_guard.check_url(str(value), field="webhook_url")
 
     def _phone(self, value: str | None) -> str | None:
         if not value or value.startswith("+"):
@@ -75,6 +89,7 @@ class ContactService:
         """Create a contact; ``ConflictError`` if its email is taken."""
         if not data.email and not data.phone:
             raise ValidationFailedError("a contact needs an email or a phone", field="email")
+        self._check_webhook_url(data.webhook_url)
         if data.email and await self._repo.by_emails([data.email]):
             raise ConflictError(f"a contact with email {data.email} exists", field="email")
         contact = Contact(
@@ -100,6 +115,7 @@ class ContactService:
         """Apply the fields present in ``data``; ``NotFoundError``/``ConflictError`` as usual."""
         contact = await self.get(contact_id)
         changes = data.model_dump(mode="json", exclude_unset=True, exclude_none=False)
+        self._check_webhook_url(changes.get("webhook_url"))
         new_email = changes.get("email")
         if new_email and new_email != contact.email and await self._repo.by_emails([new_email]):
             raise ConflictError(f"a contact with email {new_email} exists", field="email")
@@ -116,6 +132,7 @@ class ContactService:
             setattr(contact, key, value)
         if not contact.email and not contact.phone:
             raise ValidationFailedError("a contact needs an email or a phone", field="email")
+        self._check_webhook_url(data.webhook_url)
         if "tags" in changes:
             await self._repo.replace_tags(contact.id, contact.tags)
         await self._repo.flush()
@@ -152,7 +169,11 @@ class ContactService:
                     f"unknown event {to_public(IdKind.EVENT, event_id)}", field="event_id"
                 )
         importer = ContactImporter(
-            self._repo, events=events, event_id=event_id, default_phone_region=self._region
+            self._repo,
+            events=events,
+            event_id=event_id,
+            default_phone_region=self._region,
+            url_guard=self._url_guard,
         )
         return await importer.run(rows, progress=progress)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from guestcomms.audiences.models import Audience
+from guestcomms.audit.models import AuditEntry, AuditHead
 from guestcomms.campaigns.models import Campaign
 from guestcomms.compliance.models import Suppression
 from guestcomms.contacts.models import Contact, ContactTag
@@ -20,6 +21,8 @@ from guestcomms.webhooks.models import WebhookEndpoint
 __all__ = [
     "ApiKey",
     "Audience",
+    "AuditEntry",
+    "AuditHead",
     "Base",
     "Campaign",
     "ChannelRoute",

@@ -30,6 +30,7 @@ class IdKind(StrEnum):
     INBOX = "inb"
     WEBHOOK_ENDPOINT = "whe"
     AUDIENCE = "aud"
+    AUDIT_ENTRY = "adt"
 
 
 class InvalidIdError(ValueError):

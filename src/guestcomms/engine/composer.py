@@ -33,7 +33,7 @@ from guestcomms.channels.base import (
     OutgoingWebhook,
     PushSubscription,
 )
-from guestcomms.channels.mime import address_domain
+from guestcomms.channels.mime import address_domain, header_text
 from guestcomms.compliance.repository import SuppressionRepository
 from guestcomms.contacts.models import Contact
 from guestcomms.db.queue import ClaimedDelivery
@@ -397,6 +397,7 @@ class Composer:
             locale=babel_locale(localized.locale),
         )
         name = " ".join(p for p in (contact.get("first_name"), contact.get("last_name")) if p)
+        name = header_text(name)  # names are refused with line breaks, but rows may predate it
         return OutgoingEmail(
             delivery_id=delivery.id,
             organization_id=delivery.organization_id,

@@ -27,6 +27,7 @@ from guestcomms.domain.clock import utc_now
 from guestcomms.domain.routing import ProviderChoice, Strategy
 from guestcomms.errors import GuestcommsError
 from guestcomms.providers.models import ChannelRoute, OperationalEvent, ProviderAccount
+from guestcomms.security.ssrf import SsrfGuard
 
 log = structlog.get_logger("guestcomms.directory")
 
@@ -64,8 +65,10 @@ class ProviderDirectory:
         sessions: async_sessionmaker[AsyncSession],
         defaults: Mapping[str, Provider[Any]],
         refresh_seconds: float = DEFAULT_REFRESH_SECONDS,
+        guard: SsrfGuard | None = None,
     ) -> None:
         self._sessions = sessions
+        self._guard = guard or SsrfGuard()  # the strict policy unless told otherwise
         self._defaults = dict(defaults)
         self._refresh = refresh_seconds
         self._orgs: dict[uuid.UUID, _OrgRoutes] = {}
@@ -73,10 +76,10 @@ class ProviderDirectory:
         self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        """Start the default providers and the shared HTTP session."""
+        """Start the default providers and the shared HTTP session (behind the SSRF guard)."""
         if self._http is None:
             self._http = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit_per_host=HTTP_CONNECTIONS_PER_HOST)
+                connector=self._guard.connector(limit_per_host=HTTP_CONNECTIONS_PER_HOST)
             )
         for provider in self._defaults.values():
             await provider.start()

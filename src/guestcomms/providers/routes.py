@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from fastapi import APIRouter, Response, status
 
-from guestcomms.api.deps import CallerDep, SessionDep
+from guestcomms.api.deps import CallerDep, RuntimeDep, SessionDep
 from guestcomms.api.params import path_id
 from guestcomms.domain.enums import Channel
 from guestcomms.domain.ids import IdKind
@@ -18,9 +21,18 @@ from guestcomms.providers.schemas import (
     RouteOut,
 )
 from guestcomms.providers.service import ProviderService, provider_out
+from guestcomms.security.ssrf import SsrfGuard
 
 router = APIRouter(tags=["providers"])
 SCOPE = "providers:write"
+
+
+def _check_base_url(settings: Mapping[str, Any] | None, runtime: RuntimeDep) -> None:
+    # the SSRF guard on a literal address; names are judged, resolved, at send time
+    base_url = (settings or {}).get("base_url")
+    if isinstance(base_url, str) and base_url:
+        guard = SsrfGuard.from_settings(runtime.settings)
+        guard.check_url(base_url, field="settings.base_url")
 
 
 def _service(session: SessionDep, caller: CallerDep) -> ProviderService:
@@ -29,11 +41,13 @@ def _service(session: SessionDep, caller: CallerDep) -> ProviderService:
 
 @router.post("/v1/providers", status_code=status.HTTP_201_CREATED, summary="Add a provider")
 async def create_provider(
-    body: ProviderCreate, session: SessionDep, caller: CallerDep
+    body: ProviderCreate, session: SessionDep, caller: CallerDep, runtime: RuntimeDep
 ) -> ProviderOut:
-    """Configure a provider account. Its settings are checked by building the provider;
-    credentials are stored and never returned (only their names are)."""
+    """Configure a provider account. Its settings are checked by building the provider (and
+    a `base_url` by the SSRF guard); credentials are stored and never returned (only their
+    names are)."""
     caller.require(SCOPE)
+    _check_base_url(body.settings, runtime)
     async with session.begin():
         account = await _service(session, caller).create(body)
     return provider_out(account)
@@ -57,10 +71,15 @@ async def get_provider(provider_id: str, session: SessionDep, caller: CallerDep)
 
 @router.patch("/v1/providers/{provider_id}", summary="Update a provider")
 async def update_provider(
-    provider_id: str, body: ProviderUpdate, session: SessionDep, caller: CallerDep
+    provider_id: str,
+    body: ProviderUpdate,
+    session: SessionDep,
+    caller: CallerDep,
+    runtime: RuntimeDep,
 ) -> ProviderOut:
     """Change routing, settings or credentials; new credentials reactivate a failing account."""
     caller.require(SCOPE)
+    _check_base_url(body.settings, runtime)
     key = path_id(IdKind.PROVIDER, provider_id, what="provider")
     async with session.begin():
         account = await _service(session, caller).update(key, body)

@@ -31,6 +31,7 @@ from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedEnvironment
 
 from guestcomms.errors import GuestcommsError, TemplateError
+from guestcomms.templates import limits
 from guestcomms.templates.i18n import FILTERS as LOCALE_FILTERS
 from guestcomms.templates.i18n import RENDER_LOCALE
 
@@ -65,9 +66,8 @@ CONTACT_FIELDS: frozenset[str] = frozenset(
 # Built-in when the message belongs to an event (events/context.py says what they hold).
 EVENT_FIELDS: frozenset[str] = frozenset({"event", "guest"})
 
-# Bounds on what one expression may allocate. The sandbox already caps range() at 100,000
-# items; these stop `'x' * 10**9` or `9 ** 9 ** 9` from eating a worker's memory or CPU.
-MAX_REPEAT_LENGTH = 100_000  # items or characters produced by sequence * int
+# Bounds on what one render may compute live in templates.limits; the sandbox caps range()
+# at 100,000 items, and this stops `9 ** 9 ** 9`.
 MAX_EXPONENT = 1_000
 
 DEFAULT_CACHE_SIZE = 1024  # compiled template versions kept per renderer
@@ -78,6 +78,35 @@ _JINJA_RESERVED = frozenset(
     {"true", "false", "none", "loop", "self", "caller", "varargs", "kwargs"}
 )
 _MACRO_NAMES = frozenset({"caller", "varargs", "kwargs"})
+# What a subject's source may not contain: CR, LF, the other control characters (tab
+# aside) and the line separators str.splitlines() breaks on.
+_LINE_BREAKS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+# Attributes no template may read, beyond anything starting with an underscore: str.format
+# and format_map reach attributes by name inside the format string ("{0.__class__}"), the
+# rest lead to code objects, frames and globals.
+UNSAFE_ATTRIBUTES = frozenset(
+    {
+        "format",
+        "format_map",
+        "mro",
+        "func_globals",
+        "func_code",
+        "func_closure",
+        "gi_frame",
+        "gi_code",
+        "cr_frame",
+        "cr_code",
+        "ag_frame",
+        "ag_code",
+        "f_globals",
+        "f_locals",
+        "f_builtins",
+        "f_back",
+        "tb_frame",
+        "im_func",
+        "im_self",
+    }
+)
 
 
 class TemplateRenderError(GuestcommsError):
@@ -89,30 +118,45 @@ class TemplateRenderError(GuestcommsError):
 
 
 class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox with bounded ``*`` and ``**``.
+    """The sandbox with bounded operators, calls, loops and attribute access.
 
     Immutable, because a campaign shares one variables mapping between all its recipients: a
-    template calling ``items.append(...)`` must not change what the next guest sees.
+    template calling ``items.append(...)`` must not change what the next guest sees. Every
+    template it parses has its loops and ``~`` guarded (``limits.guard_loops``).
     """
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+"})
+
+    def _parse(self, source: str, name: str | None, filename: str | None) -> nodes.Template:
+        return limits.guard_loops(super()._parse(source, name, filename))
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if attr.startswith("_") or attr in UNSAFE_ATTRIBUTES:
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+    def wrap_str_format(self, value: Any) -> None:
+        # Jinja hands out a sandboxed str.format before asking is_safe_attribute; we refuse
+        # format and format_map outright (UNSAFE_ATTRIBUTES), so there is nothing to wrap.
+        return None
+
+    def call(
+        __self,  # noqa: N805 (Jinja's signature: the prefixes keep kwargs free)
+        __context: Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        limits.step()
+        args = limits.check_call(__obj, args, kwargs)
+        return limits.checked_size(super().call(__context, __obj, *args, **kwargs))
 
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        if operator == "*":
-            _check_repeat(left, right)
-            _check_repeat(right, left)
-        elif isinstance(right, int) and abs(right) > MAX_EXPONENT:
+        limits.check_binop(operator, left, right)
+        if operator == "**" and isinstance(right, int) and abs(right) > MAX_EXPONENT:
             raise SecurityError(f"exponent {right} is larger than {MAX_EXPONENT}")
-        return super().call_binop(context, operator, left, right)
-
-
-def _check_repeat(sequence: Any, count: Any) -> None:
-    if (
-        isinstance(sequence, str | list | tuple)
-        and isinstance(count, int)
-        and len(sequence) * count > MAX_REPEAT_LENGTH
-    ):
-        raise SecurityError(f"repeating a sequence beyond {MAX_REPEAT_LENGTH} items")
+        result = super().call_binop(context, operator, left, right)
+        return limits.checked_size(result) if operator == "+" else result
 
 
 def _finalize(value: Any) -> Any:
@@ -133,12 +177,18 @@ def make_environment(*, autoescape: bool) -> SandboxedEnvironment:
         lstrip_blocks=True,
     )
     env.filters.update(LOCALE_FILTERS)
+    env.filters = limits.guard_filters(env.filters)
+    # lipsum(n) builds n paragraphs of filler text: no use in a real message, and unbounded
+    env.globals.pop("lipsum", None)
     return env
 
 
 # Built at import: pure configuration, no I/O, and sharing them lets Jinja share its caches.
 html_env = make_environment(autoescape=True)
 text_env = make_environment(autoescape=False)
+
+# range, dict, cycler, joiner, namespace: the same in both environments
+_RENDER_GLOBALS: dict[str, Any] = dict(text_env.globals)
 
 _PARTS: tuple[tuple[str, SandboxedEnvironment], ...] = (
     ("subject", text_env),
@@ -166,6 +216,13 @@ def validate_template(
     declared = _check_declared(variables)
     sources = {"subject": subject, "html": html, "text": text}
     _check_required(sources, channel=channel)
+    if subject is not None and _LINE_BREAKS.search(subject):
+        # the rendered subject is collapsed to one line anyway; a break in the source is
+        # a mistake (or an attempt at a second header), so it is refused where it is made
+        raise TemplateError(
+            "the subject must be one line: line breaks and control characters are not allowed",
+            field="subject",
+        )
     allowed = CONTACT_FIELDS | EVENT_FIELDS | declared
     for part, env in _PARTS:
         source = sources[part]
@@ -258,6 +315,14 @@ def _check_nodes(ast: nodes.Template, *, part: str, env: SandboxedEnvironment) -
                 field=part,
                 line=line,
             )
+        name = _unsafe_attribute(node)
+        if name is not None:
+            raise TemplateError(
+                f"line {line} of {part}: the attribute {name!r} is not available in templates"
+                + (" (use the format filter)" if name.startswith("format") else ""),
+                field=part,
+                line=line,
+            )
         # Compilation only checks filters and tests outside {% if %} blocks; check them all.
         if isinstance(node, nodes.Filter) and node.name not in env.filters:
             raise TemplateError(
@@ -280,6 +345,18 @@ def _underscore_name(node: nodes.Node) -> str | None:
     else:
         return None
     return name if isinstance(name, str) and name.startswith("_") else None
+
+
+def _unsafe_attribute(node: nodes.Node) -> str | None:
+    # x.format and x|attr('format'); x['format'] is an item lookup and stays allowed
+    if isinstance(node, nodes.Getattr):
+        name: object = node.attr
+    elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args:
+        first = node.args[0]
+        name = first.value if isinstance(first, nodes.Const) else None
+    else:
+        return None
+    return name if isinstance(name, str) and name in UNSAFE_ATTRIBUTES else None
 
 
 def _raise_unknown(ast: nodes.Template, *, part: str, unknown: Iterable[str]) -> None:
@@ -450,9 +527,12 @@ class TemplateRenderer:
         the text is derived from the rendered HTML. ``locale`` is the one the Babel filters
         format in (default: the contact's ``locale`` field in the context, else English).
         """
+        # One shallow copy of a dozen keys (~1 us) with the sandbox's globals under them,
+        # shared by the parts: Jinja would otherwise merge its globals (a ChainMap, slow
+        # to iterate) into a copy for every part. The caller's context stays untouched.
+        context = {**_RENDER_GLOBALS, **context}
         if locale is not None:
-            # a shallow copy of a dozen keys (~1 us): the caller's context stays untouched
-            context = {**context, RENDER_LOCALE: locale}
+            context[RENDER_LOCALE] = locale
         compiled = self._cache.get(key)
         if compiled is None:
             compiled = self._compile(subject=subject, html=html, text=text)
@@ -462,16 +542,19 @@ class TemplateRenderer:
         else:
             self._cache.move_to_end(key)
 
-        rendered_subject = _render(compiled.subject, "subject", context)
-        rendered_html = None if compiled.html is None else _render(compiled.html, "html", context)
-        if compiled.text is not None:
-            rendered_text = _render(compiled.text, "text", context)
-        else:
-            rendered_text = compiled.derive_text(rendered_html) if rendered_html else ""
+        with limits.budget():  # one step and CPU budget for all the parts
+            rendered_subject = _render(compiled.subject, "subject", context)
+            rendered_html = (
+                None if compiled.html is None else _render(compiled.html, "html", context)
+            )
+            if compiled.text is not None:
+                rendered_text = _render(compiled.text, "text", context)
+            else:
+                rendered_text = compiled.derive_text(rendered_html) if rendered_html else ""
         return RenderedContent(
             # str.split() with no argument splits on every line break Unicode knows, not
-            # only CR and LF; a header must contain none of them.
-            subject=" ".join(rendered_subject.split()),
+            # only CR and LF; a header must contain none of them, nor a control character.
+            subject=" ".join(_LINE_BREAKS.sub(" ", rendered_subject).split()),
             html=rendered_html,
             text=rendered_text,
         )
@@ -493,11 +576,18 @@ class TemplateRenderer:
         )
 
 
-def _render(template: Template | None, part: str, context: Mapping[str, Any]) -> str:
+def _render(template: Template | None, part: str, context: dict[str, Any]) -> str:
     if template is None:
         return ""
     try:
-        return template.render(context)
+        # Template.render, but on the render's shared context (see TemplateRenderer.render)
+        # and with the output collected under limits.MAX_OUTPUT_CHARS
+        ctx = template.new_context(context, shared=True)
+        return limits.collect(template.root_render_func(ctx))
+    except RecursionError as exc:
+        raise TemplateRenderError(
+            f"could not render the {part}: macros nested too deeply", field=part
+        ) from exc
     except Exception as exc:  # UndefinedError, SecurityError, or whatever a value raised
         raise TemplateRenderError(f"could not render the {part}: {exc}", field=part) from exc
 

@@ -6,12 +6,13 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Response, status
 
-from guestcomms.api.deps import CallerDep, SessionDep
+from guestcomms.api.deps import CallerDep, RuntimeDep, SessionDep
 from guestcomms.api.params import path_id
 from guestcomms.channels.webhook import generate_secret
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.errors import ConflictError, NotFoundError
+from guestcomms.security.ssrf import SsrfGuard
 from guestcomms.webhooks.models import WebhookEndpoint
 from guestcomms.webhooks.repository import WebhookEndpointRepository
 from guestcomms.webhooks.schemas import (
@@ -40,11 +41,13 @@ def endpoint_out(endpoint: WebhookEndpoint) -> EndpointOut:
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Register a webhook endpoint")
 async def create_endpoint(
-    body: EndpointCreate, session: SessionDep, caller: CallerDep
+    body: EndpointCreate, session: SessionDep, caller: CallerDep, runtime: RuntimeDep
 ) -> EndpointWithSecret:
     """Register a URL for the webhook channel (a contact's `webhook_url` must be one) and get
-    its signing secret, once. Requests are signed per Standard Webhooks."""
+    its signing secret, once. Requests are signed per Standard Webhooks. 422 for a URL the
+    SSRF guard refuses (a loopback, private or metadata address)."""
     caller.require(SCOPE)
+    SsrfGuard.from_settings(runtime.settings).check_url(str(body.url), field="url")
     repo = WebhookEndpointRepository(session, caller.organization_id)
     secret = generate_secret()
     async with session.begin():
