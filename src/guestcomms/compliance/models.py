@@ -1,12 +1,14 @@
 """Suppression: an address of one channel that receives nothing more (unsubscribe, hard bounce,
-complaint, SMS STOP, manual)."""
+complaint, SMS STOP, manual); Consent: a versioned record of what a contact agreed to, per
+channel and purpose; PrivacyRequest: an export, erasure or retention run, recorded."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestcomms.db.base import Base
@@ -20,6 +22,7 @@ class Suppression(Base):
         UniqueConstraint(
             "organization_id", "channel", "address", name="uq_suppressions_org_channel_address"
         ),
+        Index("ix_suppressions_address_hash", "organization_id", "channel", "address_hash"),
     )
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
@@ -27,6 +30,51 @@ class Suppression(Base):
     )
     channel: Mapped[str] = mapped_column(String(20))
     address: Mapped[str] = mapped_column(String(320))
+    # keyed hash (HMAC) of the address: an erased contact's suppression keeps only this, so a
+    # re-import of the same address is still suppressed
+    address_hash: Mapped[str | None] = mapped_column(String(64), default=None)
     reason: Mapped[str] = mapped_column(String(30))  # hard_bounce, complaint, unsubscribe, stop
     source: Mapped[str | None] = mapped_column(String(50), default=None)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class Consent(Base):
+    """One version of a contact's consent for one channel and purpose (transactional or
+    marketing), with where it came from and its proof; the newest version wins."""
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        Index("ix_consents_contact", "contact_id", "channel", "purpose", "version"),
+        Index("ix_consents_org", "organization_id", "id"),
+    )
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(20))
+    purpose: Mapped[str] = mapped_column(String(20))  # transactional | marketing
+    granted: Mapped[bool]
+    version: Mapped[int] = mapped_column(default=1)
+    source: Mapped[str] = mapped_column(String(100))  # e.g. rsvp-form, import, api, sms-keyword
+    proof: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class PrivacyRequest(Base):
+    """A privacy request carried out (export, erasure, retention purge), kept as a record."""
+
+    __tablename__ = "privacy_requests"
+    __table_args__ = (Index("ix_privacy_requests_org", "organization_id", "id"),)
+
+    organization_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("organizations.id", ondelete="CASCADE")
+    )
+    # null once the contact is erased; the request keeps only the keyed hash in ``detail``
+    contact_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("contacts.id", ondelete="SET NULL"), default=None
+    )
+    kind: Mapped[str] = mapped_column(String(20))  # export | erase | retention
+    status: Mapped[str] = mapped_column(String(20), default="done")
+    actor: Mapped[str] = mapped_column(String(100), default="")
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    completed_at: Mapped[datetime | None] = mapped_column(default=None)

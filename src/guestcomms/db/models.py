@@ -5,7 +5,7 @@ from __future__ import annotations
 from guestcomms.audiences.models import Audience
 from guestcomms.audit.models import AuditEntry, AuditHead
 from guestcomms.campaigns.models import Campaign
-from guestcomms.compliance.models import Suppression
+from guestcomms.compliance.models import Consent, PrivacyRequest, Suppression
 from guestcomms.contacts.models import Contact, ContactTag
 from guestcomms.db.base import Base
 from guestcomms.events.models import Event, EventGuest, Household
@@ -26,6 +26,7 @@ __all__ = [
     "Base",
     "Campaign",
     "ChannelRoute",
+    "Consent",
     "Contact",
     "ContactTag",
     "Delivery",
@@ -40,6 +41,7 @@ __all__ = [
     "OperationalEvent",
     "Organization",
     "OutboxMessage",
+    "PrivacyRequest",
     "ProviderAccount",
     "Suppression",
     "Template",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
@@ -20,6 +21,9 @@ class Organization(Base):
     # the last fallback for scheduling in "each guest's own time" (contact, then event, then this)
     timezone: Mapped[str] = mapped_column(String(64), default="UTC")
     locale: Mapped[str] = mapped_column(String(35), default="en")
+    # compliance settings: sender identity and physical address (required before any
+    # marketing send), SMS help text, quiet hours, frequency caps, retention; see compliance/
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
 class ApiKey(Base):
@@ -36,3 +40,5 @@ class ApiKey(Base):
     scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     last_used_at: Mapped[datetime | None] = mapped_column(default=None)
+    # requests per minute for this key; None = the server's default
+    rate_limit: Mapped[int | None] = mapped_column(default=None)
