@@ -1,7 +1,9 @@
-"""A runaway template fails its own delivery as a render error; the worker sends the rest.
+"""Sandbox limits through the API and the worker.
 
-Each template here passes the checks at save time (nothing in it is wrong until it runs),
-and each would take minutes of CPU or gigabytes of memory if the render were not stopped.
+Escape payloads are refused when a template is saved. A runaway template fails its own
+delivery as a render error and the worker sends the rest: each runaway template here passes
+the checks at save time (nothing in it is wrong until it runs), and each would take minutes
+of CPU or gigabytes of memory if the render were not stopped.
 """
 
 from __future__ import annotations
@@ -29,6 +31,29 @@ RUNAWAY_TEXTS = {
         "{% set ns.s = ns.s ~ ns.s %}{% endfor %}{{ ns.s }}"
     ),
 }
+
+
+ESCAPES = [
+    "{{ ''.__class__.__mro__ }}",
+    "{{ cycler.__init__.__globals__ }}",
+    "{{ '{0.__class__}' | attr('format')(first_name) }}",
+    "{{ '{x.__class__}'.format_map({'x': first_name}) }}",
+]
+
+
+@pytest.mark.parametrize("source", ESCAPES)
+async def test_escape_payloads_are_a_422_when_saved(sqlite_url: str, source: str) -> None:
+    """POST /v1/templates refuses each escape payload, naming the part and its line."""
+    key = await create_key(sqlite_url, "Ana & Ben")
+    async with running_app(make_settings(sqlite_url)) as api, api.as_key(key) as client:
+        response = await client.post(
+            "/v1/templates",
+            json={"name": "t", "subject": "Hi", "text": f"Hello\n{source}", "variables": []},
+        )
+    assert response.status_code == 422, response.text
+    problem = response.json()
+    assert problem["field"] == "text"
+    assert "line 2 of text" in problem["detail"]
 
 
 async def _send(client: httpx.AsyncClient, template_id: str, contact_id: str) -> str:

@@ -486,6 +486,17 @@ def test_cpu_time_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "CPU" in str(caught.value)
 
 
+def test_slow_steps_are_bounded_by_cpu_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A few slow operations on large values (far fewer than CHECK_EVERY steps) are still
+    stopped by the CPU budget: each one checks the clock."""
+    monkeypatch.setattr(limits, "MAX_RENDER_CPU_SECONDS", 0.1)
+
+    with pytest.raises(TemplateRenderError) as caught:
+        render(text="{% for i in range(500) %}{{ ('ab ' * 300000) | title | length }}{% endfor %}")
+
+    assert "CPU" in str(caught.value)
+
+
 def test_each_render_gets_a_fresh_budget() -> None:
     """The step budget is per render: many renders of a big-but-allowed loop all succeed."""
     renderer = TemplateRenderer()

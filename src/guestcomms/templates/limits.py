@@ -67,6 +67,7 @@ MAX_STEPS = 1_000_000  # loop iterations plus calls in one render
 CHECK_EVERY = 1_000  # steps between two looks at the CPU clock
 MAX_RENDER_CPU_SECONDS = 1.0  # CPU seconds of the rendering thread for one render
 OUTPUT_BATCH = 16  # output chunks joined between two size checks
+HEAVY_SIZE = 10_000  # characters or items: building a larger value also checks the clock
 LOOP_GUARD = "loop_guard"  # the filter guard_loops wraps around loop iterables
 VALUE_GUARD = "value_guard"  # the filter guard_loops wraps around each `a ~ b`
 
@@ -91,6 +92,12 @@ class RenderBudget:
         self.until_check = CHECK_EVERY
         if self.left <= 0:
             raise SecurityError(f"the template ran more than {MAX_STEPS} loop steps and calls")
+        self.check_clock()
+
+    def check_clock(self) -> None:
+        """Raise ``SecurityError`` once the render's CPU time is spent (the first call
+        starts the clock). Also called after each operation on a large value, so a few
+        slow steps cannot run for long between two step checks."""
         now = time.thread_time()
         if self.deadline is None:
             self.deadline = now + MAX_RENDER_CPU_SECONDS
@@ -214,9 +221,17 @@ def size_of(value: Any, limit: int = MAX_VALUE_SIZE) -> int:
 
 
 def checked_size(value: Any) -> Any:
-    """Return ``value``, or raise ``SecurityError`` when it is larger than ``MAX_VALUE_SIZE``."""
-    if size_of(value) > MAX_VALUE_SIZE:
-        raise SecurityError(f"the template built a value larger than {MAX_VALUE_SIZE}")
+    """Return ``value``, or raise ``SecurityError`` when it is larger than ``MAX_VALUE_SIZE``.
+
+    A value past ``HEAVY_SIZE`` took real work to build, so the CPU clock is checked too.
+    """
+    size = size_of(value)
+    if size > HEAVY_SIZE:
+        if size > MAX_VALUE_SIZE:
+            raise SecurityError(f"the template built a value larger than {MAX_VALUE_SIZE}")
+        current = _state.budget
+        if current is not None:
+            current.check_clock()
     return value
 
 
@@ -256,7 +271,7 @@ def _replaced_size(text: str, old: Any, new: Any, count: Any = None) -> int:
     hits = text.count(old) if old else len(text) + 1
     if isinstance(count, int) and count >= 0:
         hits = min(hits, count)
-    return len(text) + hits * len(new)
+    return len(text) + hits * max(len(new) - len(old), 0)
 
 
 def _joined_size(items: Any, separator: Any) -> int:
@@ -350,6 +365,8 @@ _FILTER_ESTIMATES: dict[str, Callable[..., int]] = {
     "batch": lambda value, linecount=1, *_, **kw: _int(kw.get("linecount", linecount)),
     "slice": lambda value, slices=1, *_, **kw: _int(kw.get("slices", slices)),
     "tojson": _tojson_size,
+    # not amplifying, but slow (a regex per word): 1,000,000 characters take ~2 s of CPU
+    "urlize": lambda value, *_, **__: size_of(value) * 10,
 }
 
 
