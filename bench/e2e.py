@@ -295,6 +295,8 @@ def _env(options: RunOptions, store: Store, *, sink_port: int | None) -> dict[st
         "GUESTCOMMS_DATABASE_URL": store.url,
         "GUESTCOMMS_LOG_LEVEL": "WARNING",
         "GUESTCOMMS_SHUTDOWN_GRACE_SECONDS": "5",
+        # a throughput run at any hour: SMS sent, not deferred to 08:00 (engine/pacing.py)
+        "GUESTCOMMS_QUIET_HOURS": "off",
         "GUESTCOMMS_MAX_RECIPIENTS_PER_MESSAGE": str(max(options.recipients, 100_000)),
     }
     if sink_port is not None:

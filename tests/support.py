@@ -36,6 +36,10 @@ def make_settings(database_url: str, **overrides: Any) -> Settings:
         "log_level": "WARNING",
         "retry_base_seconds": 0.01,
         "retry_max_seconds": 0.05,
+        # tests run at any hour: quiet hours only where a test sets them
+        "quiet_hours": "off",
+        # tests make hundreds of requests with one key; test_api_keys.py checks the limit
+        "api_rate_limit": "100000/minute",
     }
     values.update(overrides)
     return Settings(**values)

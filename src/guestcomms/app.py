@@ -20,6 +20,7 @@ from guestcomms import __version__
 from guestcomms.api import health
 from guestcomms.api.limits import BodySizeLimitMiddleware
 from guestcomms.api.problems import install_problem_handlers
+from guestcomms.api.ratelimit import ApiRateLimiter
 from guestcomms.api.runtime import Runtime
 from guestcomms.audiences import routes as audiences_routes
 from guestcomms.audit import routes as audit_routes
@@ -31,16 +32,21 @@ from guestcomms.channels.inapp import InAppProvider, InboxBroker
 from guestcomms.channels.outbox import OutboxProvider
 from guestcomms.channels.smtp import SmtpProvider
 from guestcomms.channels.webhook import WebhookProvider
+from guestcomms.compliance import routes as compliance_routes
+from guestcomms.compliance.hashing import hash_key
+from guestcomms.compliance.unsubscribe import UnsubscribeLinks
 from guestcomms.config import Settings
 from guestcomms.contacts import routes as contacts_routes
 from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.db.notify import listen, listen_for_wakeups
 from guestcomms.domain.breaker import BreakerConfig
 from guestcomms.domain.enums import Channel
+from guestcomms.domain.quiet_hours import SendingWindow
 from guestcomms.domain.retry import RetryPolicy
 from guestcomms.engine.composer import Composer
 from guestcomms.engine.directory import ProviderDirectory
 from guestcomms.engine.dispatch import Dispatcher
+from guestcomms.engine.pacing import Pacer
 from guestcomms.engine.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from guestcomms.engine.worker import Worker, freeze_startup_objects
 from guestcomms.events import routes as events_routes
@@ -48,7 +54,9 @@ from guestcomms.inbound import routes as inbound_routes
 from guestcomms.inbox import routes as inbox_routes
 from guestcomms.messages import delivery_routes
 from guestcomms.messages import routes as messages_routes
+from guestcomms.organizations import routes as keys_routes
 from guestcomms.outbox import routes as outbox_routes
+from guestcomms.privacy import routes as privacy_routes
 from guestcomms.providers import routes as providers_routes
 from guestcomms.security.ssrf import SsrfGuard
 from guestcomms.templates import routes as templates_routes
@@ -114,6 +122,9 @@ def create_worker(
             sender=settings.email_from,
             reply_to=settings.email_reply_to,
             message_id_domain=settings.message_id_domain,
+            address_hash_key=hash_key(settings),
+            pacer=Pacer(default_window=SendingWindow.parse(settings.quiet_hours)),
+            unsubscribe=UnsubscribeLinks.from_settings(settings),
         ),
         retry_policy=RetryPolicy(
             max_attempts=settings.max_attempts,
@@ -168,6 +179,9 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         engine=engine,
         sessions=create_session_factory(engine),
         inbox=InboxBroker(),
+        api_limiter=ApiRateLimiter.build(
+            default_limit=settings.api_rate_limit, redis_url=settings.redis_url
+        ),
     )
 
     @contextlib.asynccontextmanager
@@ -193,6 +207,8 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
                 worker.stop()
                 await worker_task
             await engine.dispose()
+            if runtime.api_limiter is not None:
+                await runtime.api_limiter.close()
 
     app = FastAPI(
         title="guestcomms",
@@ -219,6 +235,10 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         webhooks_routes.router,
         outbox_routes.router,
         audit_routes.router,
+        compliance_routes.router,
+        compliance_routes.unsubscribe_router,
+        keys_routes.router,
+        privacy_routes.router,
         pages.router,
     ):
         app.include_router(router)

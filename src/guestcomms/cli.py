@@ -25,6 +25,8 @@ from guestcomms.commands.audit import audit_app
 from guestcomms.commands.campaigns import campaign_app
 from guestcomms.commands.contacts import contacts_app
 from guestcomms.commands.dkim import dkim_app
+from guestcomms.commands.keys import keys_list, keys_revoke
+from guestcomms.commands.privacy import privacy_app
 from guestcomms.commands.support import (
     console,
     err_console,
@@ -69,6 +71,7 @@ app.add_typer(contacts_app, name="contacts")
 app.add_typer(campaign_app, name="campaign")
 app.add_typer(audit_app, name="audit")
 app.add_typer(dkim_app, name="dkim")
+app.add_typer(privacy_app, name="privacy")
 
 Host = Annotated[str, typer.Option(help="address to listen on")]
 Port = Annotated[int, typer.Option(help="port to listen on", min=1, max=65535)]
@@ -148,6 +151,9 @@ def keys_create(
     scope: Annotated[
         list[str] | None, typer.Option("--scope", help="a scope; repeat for more (default admin)")
     ] = None,
+    rate_limit: Annotated[
+        int | None, typer.Option(help="requests per minute (default: the server's)", min=1)
+    ] = None,
 ) -> None:
     """Create an API key for an organization and print it (it is shown only once)."""
     settings = settings_or_exit()
@@ -162,6 +168,7 @@ def keys_create(
                     organization_name=org,
                     key_name=name,
                     scopes=tuple(scope) if scope else DEFAULT_SCOPES,
+                    rate_limit=rate_limit,
                 )
                 await record_cli(
                     session,
@@ -178,6 +185,10 @@ def keys_create(
     # the key alone on stdout, so `KEY=$(guestcomms keys create --org X)` works
     print(key)
     err_console.print("Store this key now: it cannot be shown again.")
+
+
+keys_app.command("list")(keys_list)
+keys_app.command("revoke")(keys_revoke)
 
 
 def _pairs(values: list[str] | None, *, option: str) -> dict[str, str]:

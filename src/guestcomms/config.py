@@ -12,6 +12,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+import limits
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
@@ -20,6 +21,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from guestcomms.domain.quiet_hours import QuietHoursError, SendingWindow
 from guestcomms.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/guestcomms.db"
@@ -95,13 +97,20 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(default=20.0, ge=0)
     breaker_failure_threshold: int = Field(default=5, ge=1)  # consecutive transient failures
     breaker_cooldown_seconds: float = Field(default=30.0, gt=0)  # open -> half-open
+    # when SMS and calls may go out, in each recipient's zone, for organizations that set no
+    # quiet_hours of their own: "HH:MM-HH:MM" (the sending window), or "off"
+    quiet_hours: str = "08:00-21:00"
 
     # API
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_recipients_per_message: int = Field(default=100_000, ge=1)
     default_page_size: int = Field(default=50, ge=1, le=1000)
     max_page_size: int = Field(default=500, ge=1, le=10_000)
+    # requests per API key (a ``limits`` string) unless the key has its own ``rate_limit``
+    api_rate_limit: str = "600/minute"
     default_phone_region: str | None = None  # e.g. "GB" to accept national numbers
+    # where guests reach this server: unsubscribe links (/u/TOKEN) are built on it
+    public_base_url: str = "http://localhost:8000"
 
     # SSRF guard (guestcomms.security.ssrf): may webhooks and providers call loopback, private
     # and link-local addresses? Unset: yes in dev and test (the simulator is on 127.0.0.1),
@@ -116,6 +125,24 @@ class Settings(BaseSettings):
                 "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
                 f"(got {value.split('://', maxsplit=1)[0]!r})"
             )
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _sending_window(cls, value: str) -> str:
+        try:
+            SendingWindow.parse(value)
+        except QuietHoursError as e:
+            raise ValueError(str(e)) from e
+        return value
+
+    @field_validator("api_rate_limit")
+    @classmethod
+    def _rate_limit_string(cls, value: str) -> str:
+        try:
+            limits.parse(value)
+        except ValueError as e:
+            raise ValueError(f"expected e.g. '600/minute' ({e})") from e
         return value
 
     @field_validator("email_from", "email_reply_to")

@@ -12,6 +12,7 @@
     ├── AuthenticationError          a missing, malformed or unknown API key (401)
     ├── PermissionDeniedError        the key lacks the scope for this route (403)
     ├── PayloadTooLargeError         the request body is over the limit (413)
+    ├── TooManyRequestsError         an API key is over its rate limit (429, Retry-After)
     ├── ProviderError                a provider refused or failed a send (see channels.base)
     ├── InboundSignatureError        a provider webhook is unsigned or badly signed (401,
     │                                channels.events); InboundPayloadError: unreadable (422)
@@ -134,3 +135,15 @@ class PayloadTooLargeError(GuestcommsError):
     status = 413
     slug = "payload-too-large"
     title = "Payload too large"
+
+
+class TooManyRequestsError(GuestcommsError):
+    """This API key has made too many requests; retry after the time given."""
+
+    status = 429
+    slug = "rate-limited"
+    title = "Too many requests"
+
+    def __init__(self, message: str | None = None, *, retry_after_seconds: int) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds

@@ -144,6 +144,7 @@ async def test_bounce_is_applied_once_and_suppresses(
         "duplicates": 0,
         "unmatched": 0,
         "suppressed": 1,
+        "resubscribed": 0,
     }
     assert again.json()["duplicates"] == 1
     assert again.json()["applied"] == 0

@@ -67,7 +67,9 @@ async def get_caller(
     runtime: RuntimeDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    """Authenticate the bearer key; ``AuthenticationError`` (401) if it is missing or wrong."""
+    """Authenticate the bearer key; ``AuthenticationError`` (401) if it is missing, wrong or
+    revoked, ``TooManyRequestsError`` (429) if the key is over its rate limit. ``last_used_at``
+    is written at most once per ``LAST_USED_RESOLUTION``, not on every request."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise AuthenticationError()
     parts = split_key(credentials.credentials)
@@ -83,6 +85,8 @@ async def get_caller(
             await session.execute(
                 update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now)
             )
+    if runtime.api_limiter is not None:  # after authenticating: strangers count for no key
+        await runtime.api_limiter.hit(key.id, per_minute=key.rate_limit)
     caller = Caller(
         organization_id=key.organization_id,
         key_id=key.id,

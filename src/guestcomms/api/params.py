@@ -12,6 +12,7 @@ from guestcomms.config import Settings
 from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
 from guestcomms.errors import NotFoundError, ValidationFailedError
 
+MAX_DB_INT = 2**31 - 1  # the largest INTEGER column value (PostgreSQL int4): bounds ids by number
 Limit = Annotated[int | None, Query(ge=1, le=10_000, description="page size")]
 
 

@@ -15,7 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from guestcomms.errors import FilterSyntaxError, GuestcommsError, TemplateError
+from guestcomms.errors import (
+    FilterSyntaxError,
+    GuestcommsError,
+    TemplateError,
+    TooManyRequestsError,
+)
 
 log = structlog.get_logger("guestcomms.api")
 
@@ -43,6 +48,8 @@ async def _on_guestcomms_error(request: Request, exc: Exception) -> JSONResponse
     if isinstance(exc, FilterSyntaxError):
         extra.update(position=exc.position, line=exc.line, column=exc.column)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if isinstance(exc, TooManyRequestsError):
+        headers = {"Retry-After": str(exc.retry_after_seconds)}
     response = problem(
         status=exc.status, slug=exc.slug, title=exc.title, detail=exc.message, **extra
     )

@@ -7,6 +7,7 @@ from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from guestcomms.api.ratelimit import ApiRateLimiter
 from guestcomms.channels.inapp import InboxBroker
 from guestcomms.channels.urgency import Hold
 from guestcomms.config import Settings
@@ -35,3 +36,5 @@ class Runtime:
     wake_workers: WakeWorkers = field(default=_no_wake)
     # the embedded worker's hold (``serve``): accepting an emergency pauses its bulk lanes
     worker_hold: Hold | None = None
+    # per-key request limits (api.ratelimit); None: no limit (create_app always sets one)
+    api_limiter: ApiRateLimiter | None = None

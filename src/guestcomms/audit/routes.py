@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from guestcomms.api.deps import CallerDep, RuntimeDep, SessionDep
-from guestcomms.api.params import Limit, page_size
+from guestcomms.api.params import MAX_DB_INT, Limit, page_size
 from guestcomms.audit.repository import entries_page
 from guestcomms.audit.schemas import AuditEntryOut, AuditPage
 from guestcomms.domain.ids import IdKind, to_public
@@ -22,7 +22,8 @@ async def list_audit_entries(
     runtime: RuntimeDep,
     limit: Limit = None,
     after: Annotated[
-        int | None, Query(ge=0, description="cursor: the seq of the previous page's last entry")
+        int | None,
+        Query(ge=0, le=MAX_DB_INT, description="cursor: the seq of the previous page's last entry"),
     ] = None,
 ) -> AuditPage:
     """The organization's entries in the order they were appended. Needs the admin scope."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from guestcomms.domain.enums import Channel
 from guestcomms.messages.schemas import PriorityName
@@ -61,6 +61,14 @@ class CampaignUpdate(BaseModel):
     variables: dict[str, Any] | None = None
     schedule: dict[str, Any] | None = None
     recurrence: dict[str, Any] | None = None
+
+    @field_validator("name", "priority", "dedupe_households")
+    @classmethod
+    def _omitted_not_null(cls, value: object) -> object:
+        # the campaign always has these: leave the field out to keep it, never null it
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
 
 
 class CampaignOut(BaseModel):

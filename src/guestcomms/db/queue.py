@@ -74,6 +74,9 @@ class Outcome:
     detail: dict[str, Any] | None = None
     channel: str | None = None  # the channel it went out on, when not the delivery's first
     skipped: tuple[dict[str, str], ...] = ()  # channels passed over, each with the reason
+    # deferred before any attempt (quiet hours, a frequency cap): give back the attempt the
+    # claim counted, as release() does
+    uncount_attempt: bool = False
 
 
 _RETURNING = (
@@ -281,6 +284,7 @@ async def record_outcomes(
             provider=bindparam("b_provider"),
             provider_message_id=bindparam("b_provider_message_id"),
             last_error=bindparam("b_error"),
+            attempts=_t.c.attempts - bindparam("b_uncount", type_=Integer()),
             lease_token=None,
             lease_until=None,
             updated_at=now,
@@ -298,6 +302,7 @@ async def record_outcomes(
                 "b_provider": o.provider,
                 "b_provider_message_id": o.provider_message_id,
                 "b_error": o.error,
+                "b_uncount": int(o.uncount_attempt),
             }
             for o in written
         ],
@@ -320,6 +325,8 @@ def _detail(outcome: Outcome) -> dict[str, Any] | None:
         detail["error"] = outcome.error
     if outcome.status is DeliveryStatus.RETRYING and outcome.send_at:
         detail["retry_at"] = outcome.send_at.isoformat()
+    if outcome.event is EventType.DEFERRED and outcome.send_at:
+        detail["deferred_until"] = outcome.send_at.isoformat()
     if outcome.channel:
         detail["channel"] = outcome.channel
     if outcome.skipped:

@@ -84,6 +84,7 @@ class EventType(StrEnum):
     ACKNOWLEDGED = "acknowledged"  # an in-app message was acknowledged by the guest
     HELD = "held"  # its campaign was paused
     RESUMED = "resumed"  # its campaign was resumed
+    DEFERRED = "deferred"  # quiet hours or a frequency cap: back to the queue for later
 
 
 class GuestRole(StrEnum):

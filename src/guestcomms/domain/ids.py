@@ -31,6 +31,8 @@ class IdKind(StrEnum):
     WEBHOOK_ENDPOINT = "whe"
     AUDIENCE = "aud"
     AUDIT_ENTRY = "adt"
+    CONSENT = "cns"
+    SUPPRESSION = "sup"
 
 
 class InvalidIdError(ValueError):

@@ -15,8 +15,9 @@ _ALLOWED: dict[S, frozenset[S]] = {
     S.RETRYING: frozenset({S.SENDING, S.CANCELLED, S.DEAD, S.HELD}),
     # a paused campaign's unclaimed deliveries wait here, out of the claim's reach
     S.HELD: frozenset({S.QUEUED, S.SCHEDULED, S.CANCELLED}),
-    # from sending: an outcome, or back to the queue when a lease expires or a worker stops
-    S.SENDING: frozenset({S.SENT, S.RETRYING, S.FAILED, S.DEAD, S.BLOCKED, S.QUEUED}),
+    # from sending: an outcome, back to the queue when a lease expires or a worker stops,
+    # or deferred (scheduled) by quiet hours or a frequency cap
+    S.SENDING: frozenset({S.SENT, S.RETRYING, S.FAILED, S.DEAD, S.BLOCKED, S.QUEUED, S.SCHEDULED}),
     S.SENT: frozenset({S.DELIVERED, S.BOUNCED, S.COMPLAINED, S.FAILED}),
     S.DELIVERED: frozenset({S.BOUNCED, S.COMPLAINED}),
     S.BOUNCED: frozenset({S.COMPLAINED}),

@@ -2,22 +2,26 @@
 
 For each delivery the composer picks the channel: the delivery's own, or, when the contact has
 no address for it, the next one in the message's order of preference (push, then SMS, then
-email...), remembering why each was skipped. It blocks an address suppressed on that channel,
-then renders the template version's content for the channel in the sandbox (compiled once per
+email...), remembering why each was skipped. The compliance gate (compliance/gate.py) blocks
+what must not be sent (suppressions, consent, a marketing email without sender identity),
+then it renders the template version's content for the channel in the sandbox (compiled once per
 version, channel and locale variant; the variant and the locale dates and numbers are
 formatted in come from the contact's locale, then the organization's default) and builds the
 channel's item: an email with its deterministic Message-ID, an SMS, a call, a push
-notification or an in-app message.
+notification or an in-app message. What quiet hours or a frequency cap hold back
+(engine/pacing.py) comes out as a :class:`DeferredError` with the instant it may go.
 
 Loading (three or four queries per batch) happens in a session; rendering after it closes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -34,12 +38,21 @@ from guestcomms.channels.base import (
     PushSubscription,
 )
 from guestcomms.channels.mime import address_domain, header_text
+from guestcomms.compliance.gate import check_batch
 from guestcomms.compliance.repository import SuppressionRepository
+from guestcomms.compliance.unsubscribe import (
+    SenderIdentity,
+    UnsubscribeClaim,
+    UnsubscribeLinks,
+    footer_html,
+    footer_text,
+)
 from guestcomms.contacts.models import Contact
 from guestcomms.db.queue import ClaimedDelivery
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import Channel
 from guestcomms.domain.ids import IdKind, to_public
+from guestcomms.engine.pacing import Deferral, PaceItem, Pacer
 from guestcomms.events.context import EventContext, load_event_context
 from guestcomms.messages.models import Message
 from guestcomms.organizations.models import Organization
@@ -71,6 +84,16 @@ class ComposeError(Exception):
 
 class BlockedError(ComposeError):
     """The compliance gate stops this delivery (a suppressed address); recorded as blocked."""
+
+
+class DeferredError(ComposeError):
+    """Quiet hours or a frequency cap hold this delivery until ``until``: rescheduled."""
+
+    def __init__(
+        self, message: str, *, until: datetime, skipped: Sequence[dict[str, str]] = ()
+    ) -> None:
+        super().__init__(message, skipped=skipped)
+        self.until = until
 
 
 class _UnreachableError(Exception):
@@ -155,6 +178,9 @@ class Loaded:
     webhook_secrets: dict[tuple[uuid.UUID, str], list[str]] = field(default_factory=dict)
     localized: dict[uuid.UUID, Localized] = field(default_factory=dict)
     events: EventContext = field(default_factory=EventContext)
+    deferred: dict[uuid.UUID, Deferral] = field(default_factory=dict)  # quiet hours, caps
+    # marketing emails cleared by the compliance gate, with their footer's sender identity
+    marketing: dict[uuid.UUID, SenderIdentity] = field(default_factory=dict)
 
 
 class _Lru(OrderedDict[uuid.UUID, Any]):
@@ -198,11 +224,17 @@ class Composer:
         reply_to: str | None = None,
         message_id_domain: str | None = None,
         renderer: TemplateRenderer | None = None,
+        pacer: Pacer | None = None,
+        address_hash_key: bytes | None = None,
+        unsubscribe: UnsubscribeLinks | None = None,
     ) -> None:
+        self._unsubscribe = unsubscribe  # None: marketing emails get no links (tests, previews)
         self._sender = sender
+        self._hash_key = address_hash_key  # suppressions of erased contacts match by hash
         self._reply_to = reply_to
         self._domain = message_id_domain or address_domain(sender)
         self._renderer = renderer or TemplateRenderer()
+        self._pacer = pacer  # None: no quiet hours or caps (previews)
         self._versions: _Lru = _Lru()
         self._messages: _Lru = _Lru()
         self._builders: dict[str, Callable[..., OutgoingItem]] = {
@@ -229,11 +261,17 @@ class Composer:
             )
             for d in batch
         }
-        suppressed = await self._suppressed(session, batch, plans)
-        return Loaded(
+        gate = await check_batch(  # the compliance gate: see compliance/gate.py
+            session,
+            batch,
+            channels={d: plan.channel for d, plan in plans.items()},
+            suppressed=await self._suppressed(session, batch, plans),
+        )
+        loaded = Loaded(
             contacts=contacts,
             plans=plans,
-            suppressed=suppressed,
+            suppressed=gate.blocked,
+            marketing=gate.marketing,
             webhook_secrets=await self._webhook_secrets(session, batch, plans),
             localized=await self._localize(session, batch, contacts),
             events=await load_event_context(
@@ -244,6 +282,11 @@ class Composer:
                     if (event_id := self._messages[d.message_id].event_id) is not None
                 ),
             ),
+        )
+        if self._pacer is None:
+            return loaded
+        return dataclasses.replace(
+            loaded, deferred=await self._pacer.deferrals(session, self._pace_items(batch, loaded))
         )
 
     async def _localize(
@@ -296,11 +339,33 @@ class Composer:
                 found[(org, url)] = active_secrets(endpoint.secrets, now=now)
         return found
 
+    def _pace_items(self, batch: Sequence[ClaimedDelivery], loaded: Loaded) -> list[PaceItem]:
+        """What pacing needs of each sendable delivery: its channel and candidate zones."""
+        items = []
+        for d in batch:
+            channel = loaded.plans[d.id].channel
+            if channel is None or d.id in loaded.suppressed:
+                continue
+            event = loaded.events.event(self._messages[d.message_id].event_id) or {}
+            items.append(
+                PaceItem(
+                    delivery_id=d.id,
+                    organization_id=d.organization_id,
+                    contact_id=d.contact_id,
+                    channel=channel,
+                    priority=d.priority,
+                    contact_zone=(loaded.contacts.get(d.contact_id) or {}).get("timezone"),
+                    event_zone=event.get("timezone"),
+                )
+            )
+        return items
+
     def render(
         self, batch: Sequence[ClaimedDelivery], loaded: Loaded
     ) -> list[Composed | ComposeError]:
-        """One item or one :class:`ComposeError` per claimed delivery, in order."""
-        return [self._compose_one(d, loaded) for d in batch]
+        """One item or one :class:`ComposeError` per claimed delivery, in order (a
+        :class:`DeferredError` for one that quiet hours or a frequency cap hold)."""
+        return [_deferred(d, loaded) or self._compose_one(d, loaded) for d in batch]
 
     async def preview(
         self,
@@ -327,10 +392,7 @@ class Composer:
                 f"no channel reaches this contact ({reasons})", skipped=plan.skipped
             )
         if delivery.id in loaded.suppressed:
-            return BlockedError(
-                f"suppressed on {plan.channel}: {loaded.suppressed[delivery.id]}",
-                skipped=plan.skipped,
-            )
+            return BlockedError(loaded.suppressed[delivery.id], skipped=plan.skipped)
         contact = loaded.contacts[delivery.contact_id]
         facts: _MessageFacts = self._messages[delivery.message_id]
         variables = {**facts.variables, **(delivery.variables or {})}
@@ -398,6 +460,16 @@ class Composer:
         )
         name = " ".join(p for p in (contact.get("first_name"), contact.get("last_name")) if p)
         name = header_text(name)  # names are refused with line breaks, but rows may predate it
+        text, html, headers = content.text, content.html, {}
+        identity = loaded.marketing.get(delivery.id)
+        if identity is not None and self._unsubscribe is not None:
+            claim = UnsubscribeClaim(
+                delivery.organization_id, delivery.contact_id, Channel.EMAIL.value, delivery.id
+            )
+            url = self._unsubscribe.url(claim)
+            headers = self._unsubscribe.headers(claim)
+            text = text + footer_text(identity, url)
+            html = html + footer_html(identity, url) if html is not None else None
         return OutgoingEmail(
             delivery_id=delivery.id,
             organization_id=delivery.organization_id,
@@ -407,9 +479,10 @@ class Composer:
             recipient=address,
             recipient_name=name or None,
             subject=content.subject,
-            text=content.text,
-            html=content.html,
+            text=text,
+            html=html,
             reply_to=self._reply_to,
+            headers=headers,
         )
 
     def _content(self, delivery: ClaimedDelivery, channel: str, loaded: Loaded) -> dict[str, Any]:
@@ -575,7 +648,8 @@ class Composer:
                 wanted.setdefault(key, {})[delivery.id] = str(plan.address)
         blocked: dict[uuid.UUID, str] = {}
         for (org, channel), addresses in wanted.items():
-            reasons = await SuppressionRepository(session, org).reasons(channel, addresses.values())
+            repo = SuppressionRepository(session, org, hash_key=self._hash_key)
+            reasons = await repo.reasons(channel, addresses.values())
             for delivery_id, address in addresses.items():
                 normal = address.lower() if channel == Channel.EMAIL else address
                 if normal in reasons:
@@ -645,6 +719,15 @@ class Composer:
                     row.variables or {}, list(row.channels or [row.channel]), row.event_id
                 ),
             )
+
+
+def _deferred(delivery: ClaimedDelivery, loaded: Loaded) -> DeferredError | None:
+    # never a suppressed or unreachable delivery: pacing only sees sendable ones
+    deferral = loaded.deferred.get(delivery.id)
+    if deferral is None:
+        return None
+    skipped = loaded.plans[delivery.id].skipped
+    return DeferredError(deferral.reason, until=deferral.until, skipped=skipped)
 
 
 def _suppression_channel(channel: str) -> str:

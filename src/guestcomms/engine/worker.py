@@ -37,7 +37,14 @@ from guestcomms.db.queue import ClaimedDelivery, Outcome
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import DeliveryStatus, EventType, Priority
 from guestcomms.domain.retry import RetryPolicy
-from guestcomms.engine.composer import BlockedError, Composed, ComposeError, Composer, Loaded
+from guestcomms.engine.composer import (
+    BlockedError,
+    Composed,
+    ComposeError,
+    Composer,
+    DeferredError,
+    Loaded,
+)
 from guestcomms.engine.dispatch import Dispatched, Dispatcher
 
 log = structlog.get_logger("guestcomms.worker")
@@ -67,6 +74,7 @@ class WorkerStats:
     dead: int = 0
     fenced_out: int = 0
     reaped: int = 0
+    deferred: int = 0  # quiet hours, frequency caps
     batches: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
 
@@ -291,6 +299,16 @@ class Worker:
 
     def _outcome(self, delivery: ClaimedDelivery, done: Dispatched | ComposeError) -> Outcome:
         """The status and event for what happened (the channel is added by _with_channel)."""
+        if isinstance(done, DeferredError):
+            return Outcome(
+                delivery_id=delivery.id,
+                organization_id=delivery.organization_id,
+                status=DeliveryStatus.SCHEDULED,
+                event=EventType.DEFERRED,
+                send_at=done.until,
+                detail={"reason": str(done)},
+                uncount_attempt=True,  # nothing was attempted
+            )
         if isinstance(done, BlockedError):
             return Outcome(
                 delivery_id=delivery.id,
@@ -368,6 +386,8 @@ class Worker:
                 self.stats.retried += 1
             elif o.status is DeliveryStatus.DEAD:
                 self.stats.dead += 1
+            elif o.status is DeliveryStatus.SCHEDULED:
+                self.stats.deferred += 1
             else:
                 self.stats.failed += 1
 

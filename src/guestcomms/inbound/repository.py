@@ -15,8 +15,10 @@ from guestcomms.db.queue import insert_events
 from guestcomms.db.upsert import insert_ignoring_conflicts
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.ids import new_id
+from guestcomms.domain.sms_keywords import default_help_text
 from guestcomms.inbound.models import InboundEventRecord
 from guestcomms.messages.models import Delivery
+from guestcomms.organizations.models import Organization
 from guestcomms.providers.models import ProviderAccount
 
 
@@ -70,6 +72,16 @@ class InboundRepository:
         return await self._session.scalar(
             select(column).where(Contact.organization_id == self._org, Contact.id == contact_id)
         )
+
+    async def sms_help_text(self) -> str:
+        """The organization's ``sms_help_text`` setting, else a default naming it."""
+        row = (
+            await self._session.execute(
+                select(Organization.name, Organization.settings).where(Organization.id == self._org)
+            )
+        ).one()
+        text = (row.settings or {}).get("sms_help_text")
+        return str(text) if text else default_help_text(row.name)
 
     async def webhook_secret(self, provider: str) -> str | None:
         """The secret that signs ``provider``'s webhooks for this organization, if configured.

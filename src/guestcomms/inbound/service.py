@@ -5,6 +5,12 @@ It then joins its delivery's history as an event, and moves the delivery's statu
 the state machine allows: a bounce that arrives before its delivery report ends ``bounced``,
 and the late ``delivered`` cannot move it back. Hard bounces and complaints suppress the
 address on its channel; an opt-out (Twilio 21610, an unsubscribe) suppresses it too.
+
+A text a guest sends us is read for SMS keywords (:mod:`guestcomms.domain.sms_keywords`):
+STOP suppresses the sender's number on SMS (reason ``stop``, source ``inbound-keyword``) in
+the organization whose webhook URL it came to, START lifts that (and a provider's
+``opt_out``), HELP answers with the organization's ``sms_help_text`` (the route returns it
+as the reply: TwiML for Twilio). Other inbound texts are recorded and left unmatched.
 """
 
 from __future__ import annotations
@@ -15,9 +21,11 @@ from dataclasses import dataclass
 
 from guestcomms.channels.events import ProviderEvent, ProviderEventType
 from guestcomms.compliance.repository import SuppressionRepository
+from guestcomms.contacts.validation import normalize_phone
 from guestcomms.domain.clock import utc_now
-from guestcomms.domain.enums import DeliveryStatus
+from guestcomms.domain.enums import Channel, DeliveryStatus
 from guestcomms.domain.ids import IdKind, InvalidIdError, from_public
+from guestcomms.domain.sms_keywords import SmsKeyword, classify
 from guestcomms.domain.states import can_transition
 from guestcomms.inbound.repository import InboundRepository
 from guestcomms.messages.models import Delivery
@@ -32,6 +40,9 @@ _STATUS_OF: dict[ProviderEventType, DeliveryStatus] = {
     T.FAILED: DeliveryStatus.FAILED,
     T.REJECTED: DeliveryStatus.FAILED,
 }
+
+# The suppressions an SMS START lifts: the guest's own opt-outs, never a bounce or manual one.
+_SMS_OPT_OUTS = ("stop", "opt_out")
 
 # Why an address stops receiving, by event.
 _SUPPRESSION_REASON: dict[ProviderEventType, str] = {
@@ -50,6 +61,8 @@ class ApplyReport:
     duplicates: int = 0
     unmatched: int = 0
     suppressed: int = 0
+    resubscribed: int = 0  # STOP suppressions lifted by START
+    reply: str | None = None  # the text to answer the sender with (HELP)
 
 
 class InboundService:
@@ -69,6 +82,9 @@ class InboundService:
             ):
                 report.duplicates += 1
                 continue
+            if event.type is T.INBOUND_SMS and await self._keyword(event, report):
+                report.applied += 1
+                continue
             delivery = await self._repo.delivery(
                 delivery_id=_our_id(event.delivery_ref), message_ids=event.message_ids
             )
@@ -79,6 +95,30 @@ class InboundService:
             report.applied += 1
             report.suppressed += await self._suppress(delivery, event)
         return report
+
+    async def _keyword(self, event: ProviderEvent, report: ApplyReport) -> bool:
+        """Act on an SMS keyword from a guest; False when the text is none (or has no
+        usable sender number)."""
+        keyword = classify(event.text, opt_out_type=event.raw.get("OptOutType"))
+        sender = _sender_number(event.from_number)
+        if keyword is None or sender is None:
+            return False
+        if keyword is SmsKeyword.STOP:
+            added = await self._suppressions.suppress(
+                channel=Channel.SMS.value,
+                address=sender,
+                reason="stop",
+                source="inbound-keyword",
+                detail={"provider": event.provider, "event_id": event.event_id},
+            )
+            report.suppressed += int(added)
+        elif keyword is SmsKeyword.START:
+            report.resubscribed += await self._suppressions.lift(
+                channel=Channel.SMS.value, address=sender, reasons=_SMS_OPT_OUTS
+            )
+        else:
+            report.reply = await self._repo.sms_help_text()
+        return True
 
     async def _apply_to(self, delivery: Delivery, event: ProviderEvent) -> None:
         now = utc_now()
@@ -122,6 +162,17 @@ class InboundService:
             detail={"delivery_id": delivery.id.hex, "event_id": event.event_id},
         )
         return int(added)
+
+
+def _sender_number(number: str | None) -> str | None:
+    """The sender as E.164 (Vonage sends it without the +), or None (a short code, an
+    alphanumeric sender id)."""
+    if not number:
+        return None
+    try:
+        return normalize_phone(number if number.startswith("+") else f"+{number}")
+    except ValueError:
+        return None
 
 
 def _our_id(ref: str | None) -> uuid.UUID | None:

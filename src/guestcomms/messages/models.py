@@ -72,6 +72,8 @@ class Delivery(Base):
         Index("ix_deliveries_message", "message_id", "id"),
         Index("ix_deliveries_org_status", "organization_id", "status"),
         Index("ix_deliveries_provider_message", "organization_id", "provider_message_id"),
+        # frequency caps' count of recent sends per contact, and the cascade from contacts
+        Index("ix_deliveries_contact", "contact_id"),
         UniqueConstraint("idempotency_key", name="uq_deliveries_idempotency_key"),
         Index(
             "ix_deliveries_cancellation_key",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from guestcomms.domain.routing import Strategy
 
@@ -49,6 +49,14 @@ class ProviderUpdate(BaseModel):
     rate_per_second: float | None = Field(default=None, gt=0, le=100_000)
     burst: int | None = Field(default=None, ge=1, le=100_000)
     enabled: bool | None = None
+
+    @field_validator("priority", "weight", "enabled")
+    @classmethod
+    def _omitted_not_null(cls, value: object) -> object:
+        # these columns always hold a value: leave the field out to keep it, never null it
+        if value is None:
+            raise ValueError("may be left out, but not null")
+        return value
 
 
 class ProviderOut(BaseModel):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 
 from guestcomms.api.deps import CallerDep, RuntimeDep, SessionDep
-from guestcomms.api.params import Limit, body_id, page_size, path_id, split_page
+from guestcomms.api.params import MAX_DB_INT, Limit, body_id, page_size, path_id, split_page
 from guestcomms.domain.ids import IdKind
 from guestcomms.errors import NotFoundError
 from guestcomms.templates.portability import export_templates, import_templates
@@ -189,7 +189,11 @@ async def create_version(
 
 @router.get("/{template_id}/versions/{number}", summary="Get one version")
 async def get_version(
-    template_id: str, number: int, session: SessionDep, caller: CallerDep
+    template_id: str,
+    # a version number fits the database's integer column (bigger ones overflowed: a 500)
+    number: Annotated[int, Path(ge=1, le=MAX_DB_INT)],
+    session: SessionDep,
+    caller: CallerDep,
 ) -> TemplateVersionOut:
     """Version ``number`` of the template."""
     caller.require("templates:read")
@@ -208,7 +212,9 @@ async def clone_template(
     body: TemplateClone,
     session: SessionDep,
     caller: CallerDep,
-    version: Annotated[int | None, Query(ge=1, description="default: the latest")] = None,
+    version: Annotated[
+        int | None, Query(ge=1, le=MAX_DB_INT, description="default: the latest")
+    ] = None,
 ) -> TemplateOut:
     """A new template whose version 1 is a copy of this one's latest version (or
     `?version=N`), on the same channel, in the same category unless `category` is given."""

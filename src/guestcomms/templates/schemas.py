@@ -318,7 +318,7 @@ class TemplatePreview(BaseModel):
 
     contact_id: str = Field(examples=["ct_0190f5a4c7b27d3e8a1b2c3d4e5f6a7b"])
     variables: dict[str, Any] = Field(default_factory=dict)
-    version: int | None = Field(default=None, ge=1)
+    version: int | None = Field(default=None, ge=1, le=2**31 - 1)  # an INTEGER column
     channel: Channel | None = None
     event_id: str | None = Field(
         default=None, description="render as a message about this event (`event`, `guest`)"
