@@ -175,10 +175,16 @@ async def test_stop_blocks_later_sms_and_start_lifts_it(org: Org) -> None:
     assert len(org.simulator.requests_for("twilio")) == 1
 
 
-@pytest.mark.parametrize("word", ["stopall", "Unsubscribe", "CANCEL", "end.", "Quit please"])
+@pytest.mark.parametrize("word", ["stopall", "Unsubscribe", "CANCEL", "end.", " Quit! "])
 async def test_every_stop_word_opts_out(org: Org, word: str) -> None:
-    """The other STOP words, in any case, as the first word, count too."""
+    """The other STOP words, in any case, trimmed and without punctuation, count too."""
     assert (await org.text(word)).json()["suppressed"] == 1
+
+
+async def test_a_sentence_that_starts_with_a_stop_word_is_an_ordinary_reply(org: Org) -> None:
+    """Guests answer in sentences: "Cancel my plus-one" must not opt them out."""
+    assert (await org.text("Cancel my plus-one, sorry")).json()["suppressed"] == 0
+    assert await org.suppressions() == []
 
 
 async def test_an_ordinary_text_changes_nothing(org: Org) -> None:

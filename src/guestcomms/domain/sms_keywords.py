@@ -3,7 +3,7 @@
 The words are the carriers' and Twilio's defaults (CTIA; Twilio Advanced Opt-Out):
 
 =====  =====================================================  ==============================
-kind   words (the first word of the text, any case)           effect
+kind   words (the whole text, any case)                       effect
 =====  =====================================================  ==============================
 stop   STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT          the number is suppressed on SMS
                                                               (and calls) for the organization
@@ -12,11 +12,11 @@ help   HELP, INFO                                             the organization's
                                                               sent back
 =====  =====================================================  ==============================
 
-The first word, not the whole text, is read ("Stop please" opts out), with surrounding
-punctuation dropped: an opt-out phrased as a sentence must still be honoured; the cost is
-that a text starting "Cancel ..." opts out too (the guest gets the carrier's confirmation and
-can text START). When the provider has already classified the text (Twilio's ``OptOutType``:
-STOP, START or HELP), its verdict wins. Pure: no I/O.
+The whole text must be the keyword (trimmed, any case, surrounding punctuation dropped), as
+Twilio and the carriers match it: guests answer an invitation in sentences, and "Cancel my
+plus-one" or "Yes, we'll be there" must not opt anyone out or in. When the provider has
+already classified the text (Twilio's ``OptOutType``: STOP, START or HELP), its verdict wins.
+Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -39,20 +39,17 @@ _PUNCTUATION = ".,;:!?¡¿\"'()[]-*"
 
 
 def classify(text: str | None, *, opt_out_type: str | None = None) -> SmsKeyword | None:
-    """The keyword ``text`` starts with, or the provider's ``opt_out_type`` when it gave one
+    """The keyword ``text`` is, or the provider's ``opt_out_type`` when it gave one
     (``None``: an ordinary message)."""
     verdict = (opt_out_type or "").strip().upper()
     if verdict in ("STOP", "START", "HELP"):
         return SmsKeyword(verdict.lower())
-    words = (text or "").split(maxsplit=1)
-    if not words:
-        return None
-    first = words[0].strip(_PUNCTUATION).upper()
-    if first in STOP_WORDS:
+    word = (text or "").strip().strip(_PUNCTUATION).strip().upper()
+    if word in STOP_WORDS:
         return SmsKeyword.STOP
-    if first in START_WORDS:
+    if word in START_WORDS:
         return SmsKeyword.START
-    if first in HELP_WORDS:
+    if word in HELP_WORDS:
         return SmsKeyword.HELP
     return None
 
