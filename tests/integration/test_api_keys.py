@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import select, update
+from structlog.testing import capture_logs
 
 from guestcomms.api.ratelimit import ApiRateLimiter
 from guestcomms.db.engine import create_engine, create_session_factory
@@ -295,3 +296,37 @@ async def test_redis_rate_limit_is_shared_between_processes(redis_prefix: str) -
         await client.aclose()
         for limiter in limiters:
             await limiter.close()
+
+
+async def test_app_counts_in_redis_when_configured(sqlite_url: str, redis_prefix: str) -> None:
+    """With redis_url set, the API's 429 comes from the shared count (two apps, one limit)."""
+    key = await create_key(sqlite_url, "Org A")
+    url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+    overrides = {"redis_url": url, "api_rate_limit": "2/minute"}
+    async with app_with(sqlite_url, **overrides) as one, app_with(sqlite_url, **overrides) as two:
+        # both apps count under this test's prefix, so other runs' counts do not interfere
+        for api in (one, two):
+            limiter = ApiRateLimiter.build(
+                default_limit="2/minute", redis_url=url, key_prefix=redis_prefix
+            )
+            assert api.app.state.runtime.api_limiter is not None
+            await api.app.state.runtime.api_limiter.close()
+            api.app.state.runtime.api_limiter = limiter
+        async with one.as_key(key) as a, two.as_key(key) as b:
+            statuses = [
+                (await a.get("/v1/contacts")).status_code,
+                (await b.get("/v1/contacts")).status_code,
+                (await a.get("/v1/contacts")).status_code,
+            ]
+    assert statuses == [200, 200, 429]
+
+
+async def test_unreachable_redis_lets_requests_through(sqlite_url: str) -> None:
+    """A rate limit store that does not answer does not take the API down (fail open)."""
+    key = await create_key(sqlite_url, "Org A")
+    dead = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    async with app_with(sqlite_url, redis_url=dead) as api, api.as_key(key) as client:
+        with capture_logs() as logs:
+            response = await client.get("/v1/contacts")
+    assert response.status_code == 200, response.text
+    assert any(entry["event"] == "api.rate_limit_unavailable" for entry in logs)

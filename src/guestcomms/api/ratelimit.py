@@ -7,7 +7,9 @@ one count per key. ``api.deps.get_caller`` calls :meth:`ApiRateLimiter.hit` once
 authenticated request and raises :class:`~guestcomms.errors.TooManyRequestsError` (429 with
 ``Retry-After``) when the key is over its limit.
 
-Built by ``create_app``; the storage connects lazily, so building it does no I/O.
+Built by ``create_app``; the storage connects lazily, so building it does no I/O. When Redis
+does not answer, requests are let through (and ``api.rate_limit_unavailable`` is logged): the
+limit protects the service, and an outage of it should not take the API down.
 """
 
 from __future__ import annotations
@@ -16,12 +18,16 @@ import math
 import time
 import uuid
 
+import structlog
 from limits import RateLimitItem, RateLimitItemPerMinute, parse
 from limits.aio.storage import MemoryStorage, RedisStorage, Storage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.asyncio import ConnectionPool
+from redis.exceptions import RedisError
 
 from guestcomms.errors import TooManyRequestsError
+
+log = structlog.get_logger("guestcomms.api")
 
 API_RATE_KEY_PREFIX = "guestcomms:api-rl"  # Redis keys: <prefix>:LIMITER/<key id>/...
 
@@ -61,9 +67,13 @@ class ApiRateLimiter:
     async def hit(self, key_id: uuid.UUID, *, per_minute: int | None) -> None:
         """Count one request of ``key_id``; ``TooManyRequestsError`` if it is over its limit."""
         item = self.item_for(per_minute)
-        if await self._limiter.hit(item, str(key_id)):
+        try:
+            if await self._limiter.hit(item, str(key_id)):
+                return
+            stats = await self._limiter.get_window_stats(item, str(key_id))
+        except (RedisError, OSError) as e:  # fail open: see the module docstring
+            log.warning("api.rate_limit_unavailable", error=repr(e))
             return
-        stats = await self._limiter.get_window_stats(item, str(key_id))
         retry_after = max(1, math.ceil(stats.reset_time - time.time()))
         raise TooManyRequestsError(
             f"this API key is limited to {item}; retry in {retry_after} s",
