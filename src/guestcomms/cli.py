@@ -29,8 +29,11 @@ from guestcomms.commands.keys import keys_list, keys_revoke
 from guestcomms.commands.privacy import privacy_app
 from guestcomms.commands.support import (
     console,
+    database_session,
     err_console,
     fail,
+    organization_session,
+    pairs_or_exit,
     run_async,
     settings_or_exit,
     upgrade_or_exit,
@@ -160,26 +163,22 @@ def keys_create(
     upgrade_or_exit(settings)
 
     async def main() -> str:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                issued = await issue_key(
-                    OrganizationRepository(session),
-                    organization_name=org,
-                    key_name=name,
-                    scopes=tuple(scope) if scope else DEFAULT_SCOPES,
-                    rate_limit=rate_limit,
-                )
-                await record_cli(
-                    session,
-                    organization_id=issued.organization.id,
-                    action="keys.create",
-                    target=to_public(IdKind.API_KEY, issued.key.id),
-                    detail={"scopes": sorted(issued.key.scopes)},
-                )
-            return issued.plaintext
-        finally:
-            await engine.dispose()
+        async with database_session(settings) as session:
+            issued = await issue_key(
+                OrganizationRepository(session),
+                organization_name=org,
+                key_name=name,
+                scopes=tuple(scope) if scope else DEFAULT_SCOPES,
+                rate_limit=rate_limit,
+            )
+            await record_cli(
+                session,
+                organization_id=issued.organization.id,
+                action="keys.create",
+                target=to_public(IdKind.API_KEY, issued.key.id),
+                detail={"scopes": sorted(issued.key.scopes)},
+            )
+        return issued.plaintext
 
     key = run_async(main)
     # the key alone on stdout, so `KEY=$(guestcomms keys create --org X)` works
@@ -189,16 +188,6 @@ def keys_create(
 
 keys_app.command("list")(keys_list)
 keys_app.command("revoke")(keys_revoke)
-
-
-def _pairs(values: list[str] | None, *, option: str) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for value in values or []:
-        name, sep, text = value.partition("=")
-        if not sep or not name:
-            raise fail(f"{option} takes KEY=VALUE, got {value!r}")
-        pairs[name] = text
-    return pairs
 
 
 @providers_app.command("add")
@@ -221,8 +210,8 @@ def providers_add(
         data = ProviderCreate(
             name=name,
             kind=kind,
-            settings=_pairs(setting, option="--setting"),
-            credentials=_pairs(credential, option="--credential"),
+            settings=pairs_or_exit(setting, option="--setting"),
+            credentials=pairs_or_exit(credential, option="--credential"),
             priority=priority,
             rate_per_second=rate,
         )
@@ -231,25 +220,18 @@ def providers_add(
         raise fail(f"--{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
 
     async def main() -> str:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                organization = await OrganizationRepository(session).by_name(org)
-                if organization is None:
-                    raise NotFoundError(f"no organization named {org!r}")
-                service = ProviderService(ProviderRepository(session, organization.id))
-                account = await service.create(data)
-                public = to_public(IdKind.PROVIDER, account.id)
-                await record_cli(
-                    session,
-                    organization_id=organization.id,
-                    action="providers.add",
-                    target=public,
-                    detail={"kind": kind, "settings": sorted(data.settings)},
-                )
-                return public
-        finally:
-            await engine.dispose()
+        async with organization_session(settings, org) as (session, organization):
+            service = ProviderService(ProviderRepository(session, organization.id))
+            account = await service.create(data)
+            public = to_public(IdKind.PROVIDER, account.id)
+            await record_cli(
+                session,
+                organization_id=organization.id,
+                action="providers.add",
+                target=public,
+                detail={"kind": kind, "settings": sorted(data.settings)},
+            )
+            return public
 
     console.print(f"provider {name} added: {run_async(main)}")
 
@@ -260,15 +242,8 @@ def providers_list(org: Annotated[str, typer.Option("--org", help="organization 
     settings = settings_or_exit()
 
     async def main() -> list[Any]:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_session_factory(engine)() as session:
-                organization = await OrganizationRepository(session).by_name(org)
-                if organization is None:
-                    raise NotFoundError(f"no organization named {org!r}")
-                return list(await ProviderRepository(session, organization.id).all())
-        finally:
-            await engine.dispose()
+        async with organization_session(settings, org) as (session, organization):
+            return list(await ProviderRepository(session, organization.id).all())
 
     table = Table(title=f"{org}: provider accounts")
     for column in ("name", "kind", "channel", "priority", "rate/s", "status"):
@@ -301,16 +276,9 @@ def deliveries_list(
         ) from None
 
     async def main() -> list[Any]:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_session_factory(engine)() as session:
-                organization = await OrganizationRepository(session).by_name(org)
-                if organization is None:
-                    raise NotFoundError(f"no organization named {org!r}")
-                repo = MessageRepository(session, organization.id)
-                return list(await repo.deliveries_by_status(wanted.value, after=None, limit=limit))
-        finally:
-            await engine.dispose()
+        async with organization_session(settings, org) as (session, organization):
+            repo = MessageRepository(session, organization.id)
+            return list(await repo.deliveries_by_status(wanted.value, after=None, limit=limit))
 
     rows = run_async(main)
     table = Table(title=f"{org}: {len(rows)} {wanted.value} deliveries")
@@ -340,22 +308,18 @@ def deliveries_replay(
         raise fail(str(e)) from None
 
     async def main() -> None:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                organization_id = await BounceRepository(session).organization_of(key)
-                if organization_id is None:
-                    raise NotFoundError(f"no delivery {delivery}")
-                await replay_dead(MessageRepository(session, organization_id), key)
-                await record_cli(
-                    session,
-                    organization_id=organization_id,
-                    action="deliveries.replay",
-                    target=delivery,
-                )
-                await notify_workers(session)
-        finally:
-            await engine.dispose()
+        async with database_session(settings) as session:
+            organization_id = await BounceRepository(session).organization_of(key)
+            if organization_id is None:
+                raise NotFoundError(f"no delivery {delivery}")
+            await replay_dead(MessageRepository(session, organization_id), key)
+            await record_cli(
+                session,
+                organization_id=organization_id,
+                action="deliveries.replay",
+                target=delivery,
+            )
+            await notify_workers(session)
 
     run_async(main)
     console.print(f"{delivery} queued again")
@@ -369,12 +333,8 @@ def outbox(
     settings = settings_or_exit()
 
     async def main() -> list[Any]:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_session_factory(engine)() as session:
-                return list(await OutboxRepository(session, None).page(before=None, limit=limit))
-        finally:
-            await engine.dispose()
+        async with database_session(settings) as session:
+            return list(await OutboxRepository(session, None).page(before=None, limit=limit))
 
     rows = run_async(main)
     table = Table(title=f"dev outbox: newest {len(rows)}")

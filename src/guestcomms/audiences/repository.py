@@ -3,50 +3,28 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.audiences import selection
 from guestcomms.audiences.models import Audience
 from guestcomms.audiences.selection import CompiledAudience
 from guestcomms.contacts.models import Contact
+from guestcomms.db.repository import TenantRepository
 from guestcomms.events.models import Event
 
 
-class AudienceRepository:
-    """Reads and writes the audiences of ``organization_id`` and nobody else's."""
+class AudienceRepository(TenantRepository[Audience]):
+    """Reads and writes the audiences of ``organization_id`` and nobody else's (``get`` and
+    ``page`` come from ``TenantRepository``)."""
 
-    def __init__(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
-        self._session = session
-        self._org = organization_id
-
-    @property
-    def organization_id(self) -> uuid.UUID:
-        """The organization every query is scoped to."""
-        return self._org
-
-    async def get(self, audience_id: uuid.UUID) -> Audience | None:
-        """The audience, or ``None`` if it does not exist in this organization."""
-        return await self._session.scalar(
-            select(Audience).where(
-                Audience.id == audience_id, Audience.organization_id == self._org
-            )
-        )
+    model = Audience
 
     async def by_name(self, name: str) -> Audience | None:
         """The audience called ``name``, if any."""
         return await self._session.scalar(
             select(Audience).where(Audience.organization_id == self._org, Audience.name == name)
         )
-
-    async def page(self, *, after: uuid.UUID | None, limit: int) -> Sequence[Audience]:
-        """Up to ``limit`` audiences in creation order, after the audience ``after``."""
-        stmt = select(Audience).where(Audience.organization_id == self._org)
-        if after is not None:
-            stmt = stmt.where(Audience.id > after)
-        return (await self._session.scalars(stmt.order_by(Audience.id).limit(limit))).all()
 
     async def event_exists(self, event_id: uuid.UUID) -> bool:
         """Whether ``event_id`` is an event of this organization."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import func, null
+from sqlalchemy import Select, func, null
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -78,31 +79,39 @@ def _key(spec: AudienceSpec) -> InstrumentedAttribute[uuid.UUID]:
     return EventGuest.contact_id if spec.event_id is not None else Contact.id
 
 
-async def count(session: AsyncSession, audience: CompiledAudience) -> int:
-    """How many members the audience has now (after household de-duplication)."""
+def _members(
+    session: AsyncSession,
+    audience: CompiledAudience,
+    *,
+    columns: Sequence[Any],
+    after: uuid.UUID | None = None,
+    dedupe_households: bool | None = None,
+) -> tuple[Select[Any], InstrumentedAttribute[uuid.UUID]]:
+    """``members`` of the compiled audience on this session's dialect; the household rule is
+    the audience's own unless ``dedupe_households`` says otherwise."""
     spec = audience.spec
-    stmt, _ = members(
+    return members(
         audience.condition,
         organization_id=spec.organization_id,
         event_id=spec.event_id,
-        dedupe_households=spec.dedupe_households,
+        dedupe_households=(
+            spec.dedupe_households if dedupe_households is None else dedupe_households
+        ),
         dialect=_dialect(session),
-        columns=[func.count()],
+        columns=columns,
+        after=after,
     )
+
+
+async def count(session: AsyncSession, audience: CompiledAudience) -> int:
+    """How many members the audience has now (after household de-duplication)."""
+    stmt, _ = _members(session, audience, columns=[func.count()])
     return int(await session.scalar(stmt) or 0)
 
 
 async def sample(session: AsyncSession, audience: CompiledAudience, *, limit: int) -> list[Contact]:
     """The first ``limit`` members' contacts, in contact-id order (stable between calls)."""
-    spec = audience.spec
-    stmt, key = members(
-        audience.condition,
-        organization_id=spec.organization_id,
-        event_id=spec.event_id,
-        dedupe_households=spec.dedupe_households,
-        dialect=_dialect(session),
-        columns=[Contact],
-    )
+    stmt, key = _members(session, audience, columns=[Contact])
     return list((await session.scalars(stmt.order_by(key).limit(limit))).all())
 
 
@@ -118,12 +127,9 @@ async def page(
     """
     spec = audience.spec
     household = EventGuest.household_id if spec.event_id is not None else null()
-    stmt, key = members(
-        audience.condition,
-        organization_id=spec.organization_id,
-        event_id=spec.event_id,
-        dedupe_households=spec.dedupe_households,
-        dialect=_dialect(session),
+    stmt, key = _members(
+        session,
+        audience,
         columns=[_key(spec), Contact.timezone, Contact.locale, household],
         after=after,
     )
@@ -145,13 +151,6 @@ async def matching(
     wanted = list(dict.fromkeys(contact_ids))
     found: set[uuid.UUID] = set()
     for start in range(0, len(wanted), ID_CHUNK):
-        stmt, key = members(
-            audience.condition,
-            organization_id=spec.organization_id,
-            event_id=spec.event_id,
-            dedupe_households=False,
-            dialect=_dialect(session),
-            columns=[_key(spec)],
-        )
+        stmt, key = _members(session, audience, columns=[_key(spec)], dedupe_households=False)
         found.update(await session.scalars(stmt.where(key.in_(wanted[start : start + ID_CHUNK]))))
     return found

@@ -9,10 +9,14 @@ import typer
 
 from guestcomms.audit.chain import ChainProblem
 from guestcomms.audit.repository import verify_chains
-from guestcomms.commands.support import console, err_console, run_async, settings_or_exit
-from guestcomms.db.engine import create_engine, create_session_factory
-from guestcomms.errors import NotFoundError
-from guestcomms.organizations.repository import OrganizationRepository
+from guestcomms.commands.support import (
+    console,
+    database_session,
+    err_console,
+    organization_named,
+    run_async,
+    settings_or_exit,
+)
 
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 
@@ -26,18 +30,9 @@ def verify(
     settings = settings_or_exit()
 
     async def main() -> tuple[int, list[ChainProblem]]:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_session_factory(engine)() as session:
-                organization_id = None
-                if org is not None:
-                    organization = await OrganizationRepository(session).by_name(org)
-                    if organization is None:
-                        raise NotFoundError(f"no organization named {org!r}")
-                    organization_id = organization.id
-                return await verify_chains(session, organization_id=organization_id)
-        finally:
-            await engine.dispose()
+        async with database_session(settings) as session:
+            organization_id = None if org is None else (await organization_named(session, org)).id
+            return await verify_chains(session, organization_id=organization_id)
 
     count, problems = run_async(main)
     if problems:

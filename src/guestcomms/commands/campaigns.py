@@ -21,6 +21,8 @@ from guestcomms.campaigns.service import CampaignService
 from guestcomms.commands.support import (
     console,
     fail,
+    organization_session,
+    pairs_or_exit,
     run_async,
     settings_or_exit,
     upgrade_or_exit,
@@ -28,8 +30,7 @@ from guestcomms.commands.support import (
 from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.db.notify import notify_workers
 from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
-from guestcomms.errors import NotFoundError, ValidationFailedError
-from guestcomms.organizations.repository import OrganizationRepository
+from guestcomms.errors import ValidationFailedError
 from guestcomms.templates.repository import TemplateRepository
 
 campaign_app = typer.Typer(help="Campaigns: a template to an audience.", no_args_is_help=True)
@@ -48,19 +49,13 @@ def _run(org: str, work: Callable[[CampaignService, AsyncSession], Awaitable[T]]
     upgrade_or_exit(settings)
 
     async def main() -> T:
-        engine = create_engine(settings.database_url)
         try:
-            async with create_session_factory(engine)() as session, session.begin():
-                organization = await OrganizationRepository(session).by_name(org)
-                if organization is None:
-                    raise NotFoundError(f"no organization named {org!r}")
+            async with organization_session(settings, org) as (session, organization):
                 repo = CampaignRepository(session, organization.id)
                 service = CampaignService(repo, TemplateRepository(session, organization.id))
                 return await work(service, session)
         except ValidationFailedError as e:
             raise ValidationFailedError(f"{e.field}: {e.message}" if e.field else e.message) from e
-        finally:
-            await engine.dispose()
 
     return run_async(main)
 
@@ -70,16 +65,6 @@ def _key(campaign: str) -> Any:
         return from_public(IdKind.CAMPAIGN, campaign)
     except InvalidIdError as e:
         raise fail(str(e)) from None
-
-
-def _pairs(values: list[str] | None) -> dict[str, str]:
-    pairs: dict[str, str] = {}
-    for value in values or []:
-        name, sep, text = value.partition("=")
-        if not sep or not name:
-            raise fail(f"--var takes NAME=VALUE, got {value!r}")
-        pairs[name] = text
-    return pairs
 
 
 def _schedule(
@@ -145,7 +130,7 @@ def create(
             audience_id=audience,
             event_id=event,
             priority=priority,
-            variables=_pairs(var),
+            variables=pairs_or_exit(var, option="--var", shape="NAME=VALUE"),
             channels=channel or None,
             schedule=_schedule(at, local_time, date, days_before_event),
             recurrence=_recurrence(every_days, count, while_),

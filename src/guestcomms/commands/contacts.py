@@ -17,6 +17,7 @@ from guestcomms.audit.recorder import record_cli
 from guestcomms.commands.support import (
     console,
     fail,
+    organization_session,
     run_async,
     settings_or_exit,
     upgrade_or_exit,
@@ -25,10 +26,8 @@ from guestcomms.config import Settings
 from guestcomms.contacts.repository import ContactRepository
 from guestcomms.contacts.schemas import ImportReport
 from guestcomms.contacts.service import ContactService, parse_csv
-from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
-from guestcomms.errors import GuestcommsError, NotFoundError
-from guestcomms.organizations.repository import OrganizationRepository
+from guestcomms.errors import GuestcommsError
 
 ERRORS_SHOWN = 50  # refused rows printed; --errors-csv has them all
 
@@ -111,27 +110,20 @@ async def _import(
     advance: Callable[[int], None],
 ) -> ImportReport:
     """Import ``rows`` into the organization named ``org`` in one transaction."""
-    engine = create_engine(settings.database_url)
-    try:
-        async with create_session_factory(engine)() as session, session.begin():
-            organization = await OrganizationRepository(session).by_name(org)
-            if organization is None:
-                raise NotFoundError(f"no organization named {org!r}")
-            service = ContactService(
-                ContactRepository(session, organization.id),
-                default_phone_region=settings.default_phone_region,
-            )
-            report = await service.import_rows(rows, event_id=event_id, progress=advance)
-            await record_cli(
-                session,
-                organization_id=organization.id,
-                action="contacts.import",
-                target=to_public(IdKind.EVENT, event_id) if event_id else None,
-                detail={"rows": len(rows), "created": report.created, "updated": report.updated},
-            )
-            return report
-    finally:
-        await engine.dispose()
+    async with organization_session(settings, org) as (session, organization):
+        service = ContactService(
+            ContactRepository(session, organization.id),
+            default_phone_region=settings.default_phone_region,
+        )
+        report = await service.import_rows(rows, event_id=event_id, progress=advance)
+        await record_cli(
+            session,
+            organization_id=organization.id,
+            action="contacts.import",
+            target=to_public(IdKind.EVENT, event_id) if event_id else None,
+            detail={"rows": len(rows), "created": report.created, "updated": report.updated},
+        )
+        return report
 
 
 def _summary(report: ImportReport, *, with_event: bool) -> None:

@@ -10,11 +10,15 @@ import typer
 from rich.table import Table
 
 from guestcomms.audit.recorder import record_cli
-from guestcomms.commands.support import console, run_async, settings_or_exit
-from guestcomms.db.engine import create_engine, create_session_factory
+from guestcomms.commands.support import (
+    console,
+    organization_session,
+    run_async,
+    settings_or_exit,
+)
 from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
 from guestcomms.errors import NotFoundError
-from guestcomms.organizations.models import ApiKey, Organization
+from guestcomms.organizations.models import ApiKey
 from guestcomms.organizations.repository import OrganizationRepository
 from guestcomms.organizations.service import revoke_key
 
@@ -22,26 +26,14 @@ Org = Annotated[str, typer.Option("--org", help="organization name")]
 LIST_LIMIT = 10_000  # keys listed at most; an organization has a handful
 
 
-async def _organization(repo: OrganizationRepository, name: str) -> Organization:
-    organization = await repo.by_name(name)
-    if organization is None:
-        raise NotFoundError(f"no organization named {name!r}")
-    return organization
-
-
 def keys_list(org: Org) -> None:
     """List an organization's API keys, revoked ones included (never a secret)."""
     settings = settings_or_exit()
 
     async def main() -> list[ApiKey]:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_session_factory(engine)() as session:
-                repo = OrganizationRepository(session)
-                organization = await _organization(repo, org)
-                return list(await repo.keys_of(organization.id, after=None, limit=LIST_LIMIT))
-        finally:
-            await engine.dispose()
+        async with organization_session(settings, org) as (session, organization):
+            repo = OrganizationRepository(session)
+            return list(await repo.keys_of(organization.id, after=None, limit=LIST_LIMIT))
 
     table = Table(title=f"{org}: API keys")
     for column in ("id", "prefix", "name", "scopes", "rate/min", "last used", "revoked"):
@@ -67,25 +59,20 @@ def keys_revoke(
     settings = settings_or_exit()
 
     async def main() -> str:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                repo = OrganizationRepository(session)
-                organization = await _organization(repo, org)
-                try:
-                    key_id = from_public(IdKind.API_KEY, key)
-                except InvalidIdError:
-                    found = await repo.key_by_prefix(key)
-                    if found is None or found.organization_id != organization.id:
-                        raise NotFoundError(f"{org} has no API key {key!r}") from None
-                    key_id = found.id
-                revoked = await revoke_key(repo, organization.id, key_id)
-                public = to_public(IdKind.API_KEY, revoked.id)
-                await record_cli(
-                    session, organization_id=organization.id, action="keys.revoke", target=public
-                )
-                return public
-        finally:
-            await engine.dispose()
+        async with organization_session(settings, org) as (session, organization):
+            repo = OrganizationRepository(session)
+            try:
+                key_id = from_public(IdKind.API_KEY, key)
+            except InvalidIdError:
+                found = await repo.key_by_prefix(key)
+                if found is None or found.organization_id != organization.id:
+                    raise NotFoundError(f"{org} has no API key {key!r}") from None
+                key_id = found.id
+            revoked = await revoke_key(repo, organization.id, key_id)
+            public = to_public(IdKind.API_KEY, revoked.id)
+            await record_cli(
+                session, organization_id=organization.id, action="keys.revoke", target=public
+            )
+            return public
 
     console.print(f"API key {run_async(main)} revoked")

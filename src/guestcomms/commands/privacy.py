@@ -10,8 +10,7 @@ import typer
 from rich.table import Table
 
 from guestcomms.audit.recorder import cli_actor, record_cli
-from guestcomms.commands.support import console, run_async, settings_or_exit
-from guestcomms.db.engine import create_engine, create_session_factory
+from guestcomms.commands.support import console, database_session, run_async, settings_or_exit
 from guestcomms.privacy.service import RetentionRun, retention_runs
 
 privacy_app = typer.Typer(help="Privacy requests: retention.", no_args_is_help=True)
@@ -31,22 +30,18 @@ def retention(
         raise typer.BadParameter("must be at least 1", param_hint="--days")
 
     async def main() -> list[RetentionRun]:
-        engine = create_engine(settings.database_url)
-        try:
-            async with create_session_factory(engine)() as session, session.begin():
-                runs = await retention_runs(
-                    session, organization=org, days=days, actor=cli_actor(), dry_run=dry_run
+        async with database_session(settings) as session:
+            runs = await retention_runs(
+                session, organization=org, days=days, actor=cli_actor(), dry_run=dry_run
+            )
+            for run in [] if dry_run else runs:
+                await record_cli(
+                    session,
+                    organization_id=run.organization_id,
+                    action="privacy.retention",
+                    detail={"retention_days": run.days, **run.counts},
                 )
-                for run in [] if dry_run else runs:
-                    await record_cli(
-                        session,
-                        organization_id=run.organization_id,
-                        action="privacy.retention",
-                        detail={"retention_days": run.days, **run.counts},
-                    )
-                return runs
-        finally:
-            await engine.dispose()
+            return runs
 
     runs = run_async(main)
     title = "retention (dry run: nothing changed)" if dry_run else "retention"

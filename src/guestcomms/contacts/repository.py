@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, insert, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.contacts.models import Contact, ContactTag
+from guestcomms.db.repository import TenantRepository
 from guestcomms.db.upsert import insert_many, planned_for_values, upsert
 from guestcomms.domain.ids import new_id
 
@@ -31,35 +31,11 @@ CONTACT_MUTABLE = (
 )
 
 
-class ContactRepository:
-    """Reads and writes the contacts of ``organization_id`` and nobody else's."""
+class ContactRepository(TenantRepository[Contact]):
+    """Reads and writes the contacts of ``organization_id`` and nobody else's (``get``,
+    ``page`` and ``flush`` come from ``TenantRepository``)."""
 
-    def __init__(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
-        self._session = session
-        self._org = organization_id
-
-    @property
-    def session(self) -> AsyncSession:
-        """The session (and so the transaction) this repository works in."""
-        return self._session
-
-    @property
-    def organization_id(self) -> uuid.UUID:
-        """The organization every query is scoped to."""
-        return self._org
-
-    async def get(self, contact_id: uuid.UUID) -> Contact | None:
-        """The contact, or ``None`` if it does not exist in this organization."""
-        return await self._session.scalar(
-            select(Contact).where(Contact.id == contact_id, Contact.organization_id == self._org)
-        )
-
-    async def page(self, *, after: uuid.UUID | None, limit: int) -> Sequence[Contact]:
-        """Up to ``limit`` contacts in creation order, after the contact ``after``."""
-        stmt = select(Contact).where(Contact.organization_id == self._org)
-        if after is not None:
-            stmt = stmt.where(Contact.id > after)
-        return (await self._session.scalars(stmt.order_by(Contact.id).limit(limit))).all()
+    model = Contact
 
     async def by_emails(self, emails: Iterable[str]) -> dict[str, Contact]:
         """Existing contacts keyed by email, among ``emails``."""
@@ -105,10 +81,6 @@ class ContactRepository:
         """Stage a new contact for insert (flushed with the transaction)."""
         contact.organization_id = self._org
         self._session.add(contact)
-
-    async def flush(self) -> None:
-        """Send staged changes to the database (to surface constraint errors early)."""
-        await self._session.flush()
 
     async def replace_tags(self, contact_id: uuid.UUID, tags: Sequence[str]) -> None:
         """Make the tag rows of ``contact_id`` equal ``tags``."""

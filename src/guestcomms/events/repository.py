@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.contacts.models import Contact
+from guestcomms.db.repository import TenantRepository
 from guestcomms.db.upsert import insert_many, planned_for_values, upsert
 from guestcomms.events.models import Event, EventGuest, Household
 
@@ -37,46 +37,18 @@ def _chunks(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
         yield values[start : start + IN_CHUNK]
 
 
-class EventRepository:
-    """Reads and writes the events, households and guests of ``organization_id`` only."""
+class EventRepository(TenantRepository[Event]):
+    """Reads and writes the events, households and guests of ``organization_id`` only
+    (``get``, ``page`` and ``flush`` of events come from ``TenantRepository``)."""
 
-    def __init__(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
-        self._session = session
-        self._org = organization_id
-
-    @property
-    def session(self) -> AsyncSession:
-        """The session (and so the transaction) this repository works in."""
-        return self._session
-
-    @property
-    def organization_id(self) -> uuid.UUID:
-        """The organization every query is scoped to."""
-        return self._org
+    model = Event
 
     # --- events ----------------------------------------------------------------------------
-
-    async def get(self, event_id: uuid.UUID) -> Event | None:
-        """The event, or ``None`` if it is not this organization's."""
-        return await self._session.scalar(
-            select(Event).where(Event.id == event_id, Event.organization_id == self._org)
-        )
-
-    async def page(self, *, after: uuid.UUID | None, limit: int) -> Sequence[Event]:
-        """Up to ``limit`` events in creation order, after the event ``after``."""
-        stmt = select(Event).where(Event.organization_id == self._org)
-        if after is not None:
-            stmt = stmt.where(Event.id > after)
-        return (await self._session.scalars(stmt.order_by(Event.id).limit(limit))).all()
 
     def add(self, row: Event | Household | EventGuest) -> None:
         """Stage a new event, household or guest for insert, in this organization."""
         row.organization_id = self._org
         self._session.add(row)
-
-    async def flush(self) -> None:
-        """Send staged changes to the database (to surface constraint errors early)."""
-        await self._session.flush()
 
     async def delete(self, row: Event | Household | EventGuest) -> None:
         """Delete the row (an event takes its households and guests with it)."""

@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping
 from datetime import date, datetime, time, tzinfo
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from babel import Locale, UnknownLocaleError
@@ -51,6 +51,12 @@ LOCALE_CACHE_ENTRIES = 512  # distinct locale tags (and time zones) parsed per p
 
 _TAG = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{1,8})*$")
 _SEPARATOR = re.compile(r"[-_]")
+T = TypeVar("T")
+# a time of day or a whole timestamp (spelled out, as mypy joins the two types to object)
+_TIME_PARSERS: tuple[Callable[[str], time | datetime], ...] = (
+    time.fromisoformat,
+    datetime.fromisoformat,
+)
 
 
 def normalize_tag(tag: str) -> str:
@@ -141,17 +147,27 @@ def _defined(value: Any) -> None:
         str(value)
 
 
+def _from_iso(value: Any, *parsers: Callable[[str], T]) -> T | None:
+    """``value`` read by the first of ``parsers`` (``fromisoformat`` methods) that accepts it;
+    ``None`` if it is not a string or none does."""
+    if isinstance(value, str):
+        for parse in parsers:
+            try:
+                return parse(value.strip())
+            except ValueError:
+                pass
+    return None
+
+
 def _as_datetime(value: Any, filter_name: str) -> datetime:
     _defined(value)
     if isinstance(value, datetime):
         return value
     if isinstance(value, date):
         return datetime(value.year, value.month, value.day)
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(value.strip())
-        except ValueError:
-            pass
+    parsed = _from_iso(value, datetime.fromisoformat)
+    if parsed is not None:
+        return parsed
     raise ValueError(
         f"{filter_name}: {value!r} is not a date and time (give a datetime or an ISO 8601 "
         "string such as '2026-06-01T15:30:00+02:00')"
@@ -162,15 +178,9 @@ def _as_date(value: Any, filter_name: str) -> date:
     _defined(value)
     if isinstance(value, date):  # a datetime is a date too; Babel takes its date part
         return value
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value.strip())
-        except ValueError:
-            pass
-        try:
-            return datetime.fromisoformat(value.strip())
-        except ValueError:
-            pass
+    parsed = _from_iso(value, date.fromisoformat, datetime.fromisoformat)
+    if parsed is not None:
+        return parsed
     raise ValueError(
         f"{filter_name}: {value!r} is not a date (give a date or an ISO 8601 string "
         "such as '2026-06-01')"
@@ -181,15 +191,9 @@ def _as_time(value: Any, filter_name: str) -> time | datetime:
     _defined(value)
     if isinstance(value, time | datetime):
         return value
-    if isinstance(value, str):
-        try:
-            return time.fromisoformat(value.strip())
-        except ValueError:
-            pass
-        try:
-            return datetime.fromisoformat(value.strip())
-        except ValueError:
-            pass
+    parsed = _from_iso(value, *_TIME_PARSERS)
+    if parsed is not None:
+        return parsed
     raise ValueError(
         f"{filter_name}: {value!r} is not a time (give a time, a datetime or an ISO 8601 "
         "string such as '15:30')"
