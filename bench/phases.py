@@ -48,6 +48,7 @@ from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.ids import IdKind, new_id, to_public
 from guestcomms.engine.composer import Composer
+from guestcomms.events.repository import EventRepository
 from guestcomms.messages.repository import MessageRepository
 from guestcomms.messages.schemas import MessageCreate
 from guestcomms.messages.service import MessageService
@@ -175,6 +176,7 @@ async def fan_out(
                         messages=MessageRepository(session, org_id),
                         contacts=ContactRepository(session, org_id),
                         templates=TemplateRepository(session, org_id),
+                        events=EventRepository(session, org_id),
                         max_recipients=len(contact_ids),
                     ).create(body)
                     commit_started = time.perf_counter()

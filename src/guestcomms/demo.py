@@ -35,6 +35,7 @@ from guestcomms.db.engine import create_session_factory
 from guestcomms.domain.enums import DeliveryStatus
 from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.errors import ValidationFailedError
+from guestcomms.events.repository import EventRepository
 from guestcomms.logging import configure_logging
 from guestcomms.messages.repository import MessageRepository
 from guestcomms.messages.schemas import MessageCreate
@@ -188,6 +189,7 @@ async def setup(session: AsyncSession, settings: Settings) -> DemoMessage:
         messages=MessageRepository(session, organization.id),
         contacts=contacts,
         templates=templates,
+        events=EventRepository(session, organization.id),
         max_recipients=settings.max_recipients_per_message,
     ).create(
         MessageCreate(

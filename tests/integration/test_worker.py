@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from guestcomms.app import create_worker
 from guestcomms.contacts.repository import ContactRepository
 from guestcomms.db.engine import create_engine, create_session_factory
+from guestcomms.events.repository import EventRepository
 from guestcomms.messages.models import Delivery, DeliveryEvent
 from guestcomms.messages.repository import MessageRepository
 from guestcomms.messages.schemas import MessageCreate
@@ -164,6 +165,7 @@ async def test_rolled_back_request_leaves_nothing_to_send(
             messages=MessageRepository(session, org),
             contacts=ContactRepository(session, org),
             templates=TemplateRepository(session, org),
+            events=EventRepository(session, org),
             max_recipients=100,
         )
 

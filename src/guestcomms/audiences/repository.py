@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
-
 from sqlalchemy import select
 
 from guestcomms.audiences import selection
@@ -11,7 +9,6 @@ from guestcomms.audiences.models import Audience
 from guestcomms.audiences.selection import CompiledAudience
 from guestcomms.contacts.models import Contact
 from guestcomms.db.repository import TenantRepository
-from guestcomms.events.models import Event
 
 
 class AudienceRepository(TenantRepository[Audience]):
@@ -25,13 +22,6 @@ class AudienceRepository(TenantRepository[Audience]):
         return await self._session.scalar(
             select(Audience).where(Audience.organization_id == self._org, Audience.name == name)
         )
-
-    async def event_exists(self, event_id: uuid.UUID) -> bool:
-        """Whether ``event_id`` is an event of this organization."""
-        found = await self._session.scalar(
-            select(Event.id).where(Event.id == event_id, Event.organization_id == self._org)
-        )
-        return found is not None
 
     async def add(self, audience: Audience) -> None:
         """Insert a new audience in this organization."""

@@ -20,8 +20,10 @@ from guestcomms.audiences.schemas import (
 from guestcomms.audiences.selection import AudienceSpec, compile_audience
 from guestcomms.contacts.service import to_out as contact_out
 from guestcomms.domain.clock import utc_now
-from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
-from guestcomms.errors import ConflictError, NotFoundError, ValidationFailedError
+from guestcomms.domain.ids import IdKind, to_public
+from guestcomms.errors import ConflictError, NotFoundError
+from guestcomms.events.lookup import event_key
+from guestcomms.events.repository import EventRepository
 
 
 def audience_out(audience: Audience) -> AudienceOut:
@@ -45,15 +47,9 @@ class AudienceService:
 
     async def _event(self, public_id: str | None) -> uuid.UUID | None:
         """The key of an event of this organization; 422 naming ``event_id`` otherwise."""
-        if public_id is None:
-            return None
-        try:
-            key = from_public(IdKind.EVENT, public_id)
-        except InvalidIdError as e:
-            raise ValidationFailedError(str(e), field="event_id") from e
-        if not await self._repo.event_exists(key):
-            raise ValidationFailedError("no such event in this organization", field="event_id")
-        return key
+        return await event_key(
+            EventRepository(self._repo.session, self._repo.organization_id), public_id
+        )
 
     def _spec(self, *, event_id: uuid.UUID | None, text: str, dedupe: bool) -> AudienceSpec:
         return AudienceSpec(

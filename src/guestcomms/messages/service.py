@@ -22,6 +22,7 @@ from guestcomms.errors import (
     UnknownContactError,
     ValidationFailedError,
 )
+from guestcomms.events.lookup import event_key
 from guestcomms.events.repository import EventRepository
 from guestcomms.messages.models import Delivery, Message
 from guestcomms.messages.repository import MessageRepository
@@ -71,8 +72,8 @@ class MessageService:
         messages: MessageRepository,
         contacts: ContactRepository,
         templates: TemplateRepository,
+        events: EventRepository,
         max_recipients: int,
-        events: EventRepository | None = None,
     ) -> None:
         self._messages = messages
         self._events = events
@@ -87,7 +88,7 @@ class MessageService:
         variable, ``UnknownContactError`` for a contact that is not this organization's.
         """
         template, version = await template_for_send(self._templates, data.template_id)
-        event_id = await self._event(data.event_id)
+        event_id = await event_key(self._events, data.event_id)
         recipients = self._explicit_recipients(data)
         await self._check_contacts(recipients.order, data)
         if data.tags:
@@ -111,17 +112,6 @@ class MessageService:
             template=template,
             version=version,
         )
-
-    async def _event(self, public_id: str | None) -> uuid.UUID | None:
-        if public_id is None:
-            return None
-        try:
-            key = from_public(IdKind.EVENT, public_id)
-        except InvalidIdError as e:
-            raise ValidationFailedError(str(e), field="event_id") from e
-        if self._events is None or await self._events.get(key) is None:
-            raise ValidationFailedError(f"unknown event {public_id}", field="event_id")
-        return key
 
     @staticmethod
     def _explicit_recipients(data: MessageCreate) -> _Recipients:

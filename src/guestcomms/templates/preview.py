@@ -27,6 +27,7 @@ from guestcomms.domain.enums import Channel, Priority
 from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, new_id
 from guestcomms.engine.composer import ComposeError, Composer
 from guestcomms.errors import NotFoundError, UnknownContactError, ValidationFailedError
+from guestcomms.events.lookup import event_key
 from guestcomms.events.repository import EventRepository
 from guestcomms.templates.checks import check_declared
 from guestcomms.templates.repository import TemplateRepository
@@ -70,7 +71,7 @@ async def preview_template(
     if channel not in channels_covered(version):
         raise ValidationFailedError(f"version {number} has no {channel} content", field="channel")
     check_declared(version, data.variables, field="variables")
-    event_id = await _event(session, organization_id, data.event_id)
+    event_id = await event_key(EventRepository(session, organization_id), data.event_id)
     delivery_id = new_id()
     delivery = ClaimedDelivery(
         id=delivery_id,
@@ -107,20 +108,6 @@ async def _contact(session: AsyncSession, organization_id: uuid.UUID, text: str)
         raise UnknownContactError(str(e), field="contact_id") from e
     if not await ContactRepository(session, organization_id).existing_ids([key]):
         raise UnknownContactError(f"unknown contact {text}", field="contact_id")
-    return key
-
-
-async def _event(
-    session: AsyncSession, organization_id: uuid.UUID, text: str | None
-) -> uuid.UUID | None:
-    if text is None:
-        return None
-    try:
-        key = from_public(IdKind.EVENT, text)
-    except InvalidIdError as e:
-        raise ValidationFailedError(str(e), field="event_id") from e
-    if await EventRepository(session, organization_id).get(key) is None:
-        raise ValidationFailedError(f"unknown event {text}", field="event_id")
     return key
 
 
