@@ -33,11 +33,10 @@ from guestcomms.channels.outbox import OutboxProvider
 from guestcomms.channels.smtp import SmtpProvider
 from guestcomms.channels.webhook import WebhookProvider
 from guestcomms.compliance import routes as compliance_routes
-from guestcomms.compliance.hashing import hash_key
 from guestcomms.compliance.unsubscribe import UnsubscribeLinks
 from guestcomms.config import Settings
 from guestcomms.contacts import routes as contacts_routes
-from guestcomms.db.engine import create_engine, create_session_factory
+from guestcomms.db.engine import create_session_factory, engine_for
 from guestcomms.db.notify import listen, listen_for_wakeups
 from guestcomms.domain.breaker import BreakerConfig
 from guestcomms.domain.enums import Channel
@@ -102,7 +101,7 @@ def create_worker(
     Use it as ``async with create_worker(settings) as worker`` (or call ``run``), so its
     providers are started and its connections closed.
     """
-    owned = None if engine is not None else create_engine(settings.database_url)
+    owned = None if engine is not None else engine_for(settings)
     sessions = create_session_factory(engine or owned)  # type: ignore[arg-type]
     return Worker(
         session_factory=sessions,
@@ -122,7 +121,6 @@ def create_worker(
             sender=settings.email_from,
             reply_to=settings.email_reply_to,
             message_id_domain=settings.message_id_domain,
-            address_hash_key=hash_key(settings),
             pacer=Pacer(default_window=SendingWindow.parse(settings.quiet_hours)),
             unsubscribe=UnsubscribeLinks.from_settings(settings),
         ),
@@ -173,7 +171,7 @@ async def run_worker(worker: Worker, settings: Settings) -> None:
 
 def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
     """The HTTP API. With ``embedded_worker`` the app also runs a worker in its lifespan."""
-    engine = create_engine(settings.database_url)
+    engine = engine_for(settings)
     runtime = Runtime(
         settings=settings,
         engine=engine,

@@ -24,6 +24,7 @@ from guestcomms.audit.recorder import record_cli
 from guestcomms.commands.audit import audit_app
 from guestcomms.commands.campaigns import campaign_app
 from guestcomms.commands.contacts import contacts_app
+from guestcomms.commands.data_keys import master_key, rotate_data_key_command
 from guestcomms.commands.dkim import dkim_app
 from guestcomms.commands.keys import keys_list, keys_revoke
 from guestcomms.commands.privacy import privacy_app
@@ -38,7 +39,7 @@ from guestcomms.commands.support import (
     settings_or_exit,
     upgrade_or_exit,
 )
-from guestcomms.db.engine import create_engine, create_session_factory
+from guestcomms.db.engine import create_session_factory, engine_for
 from guestcomms.db.notify import notify_workers
 from guestcomms.domain.enums import DeliveryStatus
 from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
@@ -61,7 +62,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="API keys, and the keys of the encryption at rest.", no_args_is_help=True
+)
 providers_app = typer.Typer(help="Provider accounts of an organization.", no_args_is_help=True)
 deliveries_app = typer.Typer(
     help="Deliveries: the dead letters, and replaying them.", no_args_is_help=True
@@ -123,7 +126,7 @@ def bounces(host: Host = "127.0.0.1", port: Port = 2525) -> None:
         raise fail("bounce_domain is not set (GUESTCOMMS_BOUNCE_DOMAIN)")
 
     async def main() -> None:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         stopping = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -188,6 +191,8 @@ def keys_create(
 
 keys_app.command("list")(keys_list)
 keys_app.command("revoke")(keys_revoke)
+keys_app.command("master-key")(master_key)
+keys_app.command("rotate-data-key")(rotate_data_key_command)
 
 
 @providers_app.command("add")
@@ -365,7 +370,7 @@ def demo() -> None:
     upgrade_or_exit(settings)
 
     async def main() -> tuple[demo_module.DemoMessage, dict[str, int]]:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         try:
             async with create_session_factory(engine)() as session, session.begin():
                 written = await demo_module.setup(session, settings)

@@ -23,6 +23,7 @@ from pydantic_settings import (
 
 from guestcomms.domain.quiet_hours import QuietHoursError, SendingWindow
 from guestcomms.errors import ConfigError
+from guestcomms.security.encryption import parse_master_key
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///./data/guestcomms.db"
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - refused in production
@@ -74,6 +75,13 @@ class Settings(BaseSettings):
     # exists (`guestcomms dkim keygen DOMAIN` writes it; docs/operations.md "DKIM")
     dkim_keys_dir: Path | None = None
     dkim_selector: str = "gc1"
+
+    # encryption at rest of personal fields (docs/operations.md, "Encryption at rest"): the
+    # base64 256-bit key that wraps the data keys (`guestcomms keys master-key` makes one);
+    # unset: fields are stored in plaintext
+    master_key: SecretStr | None = None
+    # how long a process may encrypt with a data key after a rotation made another active
+    data_key_refresh_seconds: float = Field(default=30.0, gt=0)
 
     # shared state between processes (provider rate limits); in-process when unset
     redis_url: str | None = None  # e.g. redis://127.0.0.1:6379/0
@@ -136,6 +144,13 @@ class Settings(BaseSettings):
             raise ValueError(str(e)) from e
         return value
 
+    @field_validator("master_key")
+    @classmethod
+    def _master_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parse_master_key(value.get_secret_value())
+        return value
+
     @field_validator("api_rate_limit")
     @classmethod
     def _rate_limit_string(cls, value: str) -> str:
@@ -168,6 +183,13 @@ class Settings(BaseSettings):
         if self.allow_private_network_targets is not None:
             return self.allow_private_network_targets
         return self.environment is not Environment.PRODUCTION
+
+    @property
+    def master_key_bytes(self) -> bytes | None:
+        """The master key, decoded; None when encryption at rest is off."""
+        if self.master_key is None:
+            return None
+        return parse_master_key(self.master_key.get_secret_value())
 
     @property
     def is_sqlite(self) -> bool:

@@ -46,3 +46,39 @@ async def test_keys_list_and_revoke(db_url: str) -> None:
         assert (await client.get("/v1/contacts")).status_code == 401
         other = await asyncio.to_thread(run_cli, "keys", "revoke", "--org", "Bea", prefix, env=env)
         assert other.returncode == 1  # another organization's name finds nothing
+
+
+async def test_master_key_and_rotate_data_key(db_url: str) -> None:
+    """`keys master-key` prints a usable key; `keys rotate-data-key` refuses without one, and
+    with one re-encrypts the contacts (k2) that the API still reads back."""
+    made = await asyncio.to_thread(run_cli, "keys", "master-key", env={})
+    assert made.returncode == 0, made.stderr
+    master = made.stdout.strip()
+    env = {"GUESTCOMMS_DATABASE_URL": db_url}
+    created = await asyncio.to_thread(run_cli, "keys", "create", "--org", "Ana", env=env)
+    key = created.stdout.strip()
+    off = await asyncio.to_thread(run_cli, "keys", "rotate-data-key", env=env)
+    assert off.returncode == 1
+    assert "GUESTCOMMS_MASTER_KEY" in off.stderr
+    settings = make_settings(db_url, master_key=master)
+    async with running_app(settings) as api, api.as_key(key) as client:
+        response = await client.post("/v1/contacts", json={"email": "rotated@cli.example"})
+        assert response.status_code == 201, response.text
+        contact = response.json()["id"]
+        rotated = await asyncio.to_thread(
+            run_cli,
+            "keys",
+            "rotate-data-key",
+            "--settle",
+            "0",
+            env={**env, "GUESTCOMMS_MASTER_KEY": master},
+        )
+        assert rotated.returncode == 0, rotated.stderr
+        assert "data key k2 is active" in rotated.stdout
+        read = await client.get(f"/v1/contacts/{contact}")
+        assert read.json()["email"] == "rotated@cli.example"
+    bad = await asyncio.to_thread(
+        run_cli, "keys", "rotate-data-key", env={**env, "GUESTCOMMS_MASTER_KEY": "x" * 10}
+    )
+    assert bad.returncode == 1
+    assert "GUESTCOMMS_MASTER_KEY" in bad.stderr

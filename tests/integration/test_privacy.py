@@ -24,7 +24,7 @@ from guestcomms.compliance.models import Consent, PrivacyRequest
 from guestcomms.compliance.repository import SuppressionRepository
 from guestcomms.config import Settings
 from guestcomms.db.base import Base
-from guestcomms.db.engine import create_engine, create_session_factory
+from guestcomms.db.engine import create_session_factory, engine_for
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.ids import IdKind, from_public
 from guestcomms.inbound.models import InboundEventRecord
@@ -57,10 +57,13 @@ class Setup:
 
 
 @contextlib.asynccontextmanager
-async def org_setup(database_url: str) -> AsyncIterator[Setup]:
-    """An app with one organization (a template sending email) and a session factory."""
-    settings = make_settings(database_url)
-    engine = create_engine(database_url)
+async def org_setup(
+    database_url: str, *, template_name: str = "invitation", **overrides: Any
+) -> AsyncIterator[Setup]:
+    """An app with one organization (a template sending email) and a session factory on an
+    engine of its own, protecting fields as the app does (``overrides``: more settings)."""
+    settings = make_settings(database_url, **overrides)
+    engine = engine_for(settings)
     key = await create_key(database_url, "Privacy Org")
     try:
         async with running_app(settings) as api, api.as_key(key) as client:
@@ -70,7 +73,7 @@ async def org_setup(database_url: str) -> AsyncIterator[Setup]:
                     select(Organization).where(Organization.name == "Privacy Org")
                 )
             assert organization is not None
-            template = await create_template(client)
+            template = await create_template(client, name=template_name)
             yield Setup(settings, client, sessions, organization, template)
     finally:
         await engine.dispose()
@@ -195,7 +198,7 @@ async def test_csv_export_neutralises_a_contacts_formula_fields(database_url: st
         assert json.loads(rows[0]["attributes"]) == {"note": "@x"}
 
 
-async def _raw_dump(setup: Setup) -> str:
+async def raw_dump(setup: Setup) -> str:
     """Every row of every table, stringified, read with plain SQL."""
     parts: list[str] = []
     async with setup.sessions() as session:
@@ -205,7 +208,7 @@ async def _raw_dump(setup: Setup) -> str:
     return "\n".join(parts)
 
 
-async def _seed_zelda(setup: Setup) -> str:
+async def seed_zelda(setup: Setup) -> str:
     """Zelda with deliveries, an event guest record, a consent, a suppression of her email,
     an inbound event naming her phone, and her rendered emails in the dev outbox."""
     zelda = await create_contact(setup.client, **ZELDA)
@@ -247,7 +250,7 @@ async def test_erasure_leaves_no_personal_field_and_keeps_the_suppression(
     """After erasure no personal value of the contact is in any raw table, their deliveries
     remain as anonymous rows, and a re-imported contact with the same email is blocked."""
     async with org_setup(database_url) as setup:
-        zelda = await _seed_zelda(setup)
+        zelda = await seed_zelda(setup)
         personal = [
             ZELDA["email"],
             ZELDA["phone"],
@@ -257,7 +260,7 @@ async def test_erasure_leaves_no_personal_field_and_keeps_the_suppression(
             "zelda-unique.example",
             "Zeldaquokka-the-brave",
         ]
-        dump = await _raw_dump(setup)
+        dump = await raw_dump(setup)
         assert all(value in dump for value in personal)  # the scan would see them
         response = await setup.client.post(f"/v1/contacts/{zelda}/erase")
         assert response.status_code == 200, response.text
@@ -268,7 +271,7 @@ async def test_erasure_leaves_no_personal_field_and_keeps_the_suppression(
             "email": address_hash(key, "email", ZELDA["email"]),
             "sms": address_hash(key, "sms", ZELDA["phone"]),
         }
-        dump = await _raw_dump(setup)
+        dump = await raw_dump(setup)
         assert [value for value in personal if value.lower() in dump.lower()] == []
         async with setup.sessions() as session:
             kept = (await session.scalars(select(Delivery.status))).all()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
@@ -16,6 +17,7 @@ from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.db.queue import Outcome
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import DeliveryStatus, EventType
+from guestcomms.inbox.models import InboxItem
 from guestcomms.messages.models import Delivery, DeliveryEvent
 from tests.support import seed_deliveries
 
@@ -162,3 +164,38 @@ async def test_concurrent_claimers_take_each_delivery_once(postgres_url: str) ->
     assert len(every) == 10_000
     assert set(every) == expected
     assert all(len(r) > 0 for r in results), [len(r) for r in results]
+
+
+async def test_an_in_app_item_read_before_its_send_is_recorded_ends_delivered(
+    sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """The guest reads the in-app item in the instant between its publication and the
+    worker's record: the read could not mark a `sending` delivery delivered, so the record
+    does; other deliveries of the batch stay `sent`."""
+    await seed_deliveries(sessions, count=3)
+    token, claimed = await _claim(sessions, limit=3)
+    read_one, unread_one, email_one = claimed
+    async with sessions() as session, session.begin():
+        for delivery in (read_one, unread_one):
+            session.add(
+                InboxItem(
+                    organization_id=delivery.organization_id,
+                    contact_id=delivery.contact_id,
+                    delivery_id=delivery.id,
+                    title="Storm",
+                    body="Moving indoors",
+                    read_at=utc_now() if delivery is read_one else None,
+                )
+            )
+    in_app = [replace(_sent(c), provider="inapp") for c in (read_one, unread_one)]
+    async with sessions() as session, session.begin():
+        await queue.record_outcomes(
+            session, token=token, outcomes=[*in_app, _sent(email_one)], now=utc_now()
+        )
+    async with sessions() as session:
+        statuses = dict((await session.execute(select(Delivery.id, Delivery.status))).all())
+    assert statuses == {
+        read_one.id: "delivered",
+        unread_one.id: "sent",
+        email_one.id: "sent",
+    }

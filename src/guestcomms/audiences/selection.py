@@ -9,19 +9,30 @@ loop, passing the last ``contact_id`` of one page as ``after`` for the next.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import Select, func, null
+from sqlalchemy import Select, Table, func, null
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
 from guestcomms.audiences.query import members
 from guestcomms.contacts.models import Contact
-from guestcomms.domain.audience import FilterError, Node, parse_filter
+from guestcomms.db.encrypted import EncryptedText
+from guestcomms.domain.audience import (
+    And,
+    Field,
+    FieldKind,
+    FilterError,
+    Node,
+    Not,
+    Or,
+    parse_filter,
+)
 from guestcomms.errors import FilterSyntaxError
 from guestcomms.events.models import EventGuest
+from guestcomms.security.protection import protection_of
 
 ID_CHUNK = 1000  # ids per IN (...) list: far below every driver's bind-parameter limit
 
@@ -79,6 +90,40 @@ def _key(spec: AudienceSpec) -> InstrumentedAttribute[uuid.UUID]:
     return EventGuest.contact_id if spec.event_id is not None else Contact.id
 
 
+def _fields(node: Node | None) -> Iterator[Field]:
+    if isinstance(node, And | Or):
+        for operand in node.operands:
+            yield from _fields(operand)
+    elif isinstance(node, Not):
+        yield from _fields(node.operand)
+    elif node is not None:
+        yield node.field
+
+
+def _refuse_encrypted_fields(audience: CompiledAudience) -> None:
+    # a ciphertext cannot be compared in SQL (and a JSON path finds nothing in one): a
+    # filter over an encrypted field would silently select no one, so it is refused
+    contacts = cast(Table, Contact.__table__)
+    for field in _fields(audience.condition):
+        if field.kind is FieldKind.ATTRIBUTE or (
+            field.kind is FieldKind.CONTACT
+            and isinstance(contacts.c[field.name].type, EncryptedText)
+        ):
+            problem = FilterError(
+                f"{field.label} is encrypted at rest, so a filter cannot read it",
+                text=audience.spec.filter,
+                position=field.position,
+                hint="filter on tags, timezone, locale or the event guest's fields instead",
+            )
+            raise FilterSyntaxError(
+                problem.message,
+                position=problem.position,
+                line=problem.line,
+                column=problem.column,
+                field="filter",
+            )
+
+
 def _members(
     session: AsyncSession,
     audience: CompiledAudience,
@@ -90,6 +135,8 @@ def _members(
     """``members`` of the compiled audience on this session's dialect; the household rule is
     the audience's own unless ``dedupe_households`` says otherwise."""
     spec = audience.spec
+    if protection_of(session).encrypting:
+        _refuse_encrypted_fields(audience)
     return members(
         audience.condition,
         organization_id=spec.organization_id,

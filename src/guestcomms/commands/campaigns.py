@@ -27,7 +27,7 @@ from guestcomms.commands.support import (
     settings_or_exit,
     upgrade_or_exit,
 )
-from guestcomms.db.engine import create_engine, create_session_factory
+from guestcomms.db.engine import create_session_factory, engine_for
 from guestcomms.db.notify import notify_workers
 from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
 from guestcomms.errors import ValidationFailedError
@@ -214,7 +214,7 @@ def _watch(started: CampaignOut, organization_id: Any) -> CampaignOut:
     key = from_public(IdKind.CAMPAIGN, started.id)
 
     async def main() -> CampaignOut:
-        engine = create_engine(settings.database_url)
+        engine = engine_for(settings)
         try:
             sessions = create_session_factory(engine)
             with Progress(

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.config import Settings, load_settings
 from guestcomms.db import migrate
-from guestcomms.db.engine import create_engine, create_session_factory
+from guestcomms.db.engine import create_session_factory, engine_for
 from guestcomms.errors import GuestcommsError, NotFoundError
 from guestcomms.logging import configure_logging
 from guestcomms.organizations.models import Organization
@@ -68,7 +68,7 @@ def run_async(factory: Callable[[], Awaitable[T]]) -> T:
 def upgrade_or_exit(settings: Settings) -> None:
     """Bring the schema up to date, or a one-line error and exit 1."""
     try:
-        migrate.upgrade(settings.database_url)
+        migrate.upgrade(settings.database_url, secret_key=settings.secret_key.get_secret_value())
     except Exception as e:  # any failure to reach or migrate the database is fatal here
         raise fail(f"cannot upgrade the database: {type(e).__name__}: {e}") from None
 
@@ -77,7 +77,7 @@ def upgrade_or_exit(settings: Settings) -> None:
 async def database_session(settings: Settings) -> AsyncIterator[AsyncSession]:
     """A session in one transaction on a fresh engine, committed when the block ends (rolled
     back if it raises); the engine is disposed of either way. Run it inside ``run_async``."""
-    engine = create_engine(settings.database_url)
+    engine = engine_for(settings)
     try:
         async with create_session_factory(engine)() as session, session.begin():
             yield session

@@ -18,8 +18,12 @@ _KEY_CONTEXT = b"guestcomms.address-hash.v1"
 
 def hash_key(settings: Settings) -> bytes:
     """The address-hash key derived from ``settings.secret_key`` (never the secret itself)."""
-    secret = settings.secret_key.get_secret_value().encode()
-    return hmac.new(secret, _KEY_CONTEXT, hashlib.sha256).digest()
+    return hash_key_from_secret(settings.secret_key.get_secret_value())
+
+
+def hash_key_from_secret(secret: str) -> bytes:
+    """The address-hash key derived from the secret key's text."""
+    return hmac.new(secret.encode(), _KEY_CONTEXT, hashlib.sha256).digest()
 
 
 def normalise_address(channel: str, address: str) -> str:

@@ -8,10 +8,13 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, ForeignKey, Index, String, UniqueConstraint, event
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapped, Mapper, mapped_column
 
 from guestcomms.db.base import Base
+from guestcomms.db.encrypted import EncryptedJSON, EncryptedText
+from guestcomms.security.protection import protection_for
 
 
 class Suppression(Base):
@@ -19,23 +22,36 @@ class Suppression(Base):
 
     __tablename__ = "suppressions"
     __table_args__ = (
+        # the address may be encrypted: the keyed hash is what is unique and looked up
         UniqueConstraint(
-            "organization_id", "channel", "address", name="uq_suppressions_org_channel_address"
+            "organization_id",
+            "channel",
+            "address_hash",
+            name="uq_suppressions_org_channel_address_hash",
         ),
-        Index("ix_suppressions_address_hash", "organization_id", "channel", "address_hash"),
     )
 
     organization_id: Mapped[uuid.UUID] = mapped_column(
         ForeignKey("organizations.id", ondelete="CASCADE")
     )
     channel: Mapped[str] = mapped_column(String(20))
-    address: Mapped[str] = mapped_column(String(320))
-    # keyed hash (HMAC) of the address: an erased contact's suppression keeps only this, so a
-    # re-import of the same address is still suppressed
-    address_hash: Mapped[str | None] = mapped_column(String(64), default=None)
+    address: Mapped[str] = mapped_column(EncryptedText("suppressions.address"))
+    # keyed hash (HMAC) of the address: how suppressions are found; an erased contact's
+    # suppression keeps only this, so a re-import of the same address is still suppressed
+    address_hash: Mapped[str] = mapped_column(String(64))
     reason: Mapped[str] = mapped_column(String(30))  # hard_bounce, complaint, unsubscribe, stop
     source: Mapped[str | None] = mapped_column(String(50), default=None)
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(
+        EncryptedJSON("suppressions.detail"), default=None
+    )
+
+
+@event.listens_for(Suppression, "before_insert")
+def _hash_address(_mapper: Mapper[Suppression], connection: Connection, row: Suppression) -> None:
+    if not row.address_hash:  # an erased contact's row keeps the hash it was given
+        row.address_hash = (
+            protection_for(connection.dialect).address_hash(row.channel, row.address) or ""
+        )
 
 
 class Consent(Base):
@@ -57,7 +73,9 @@ class Consent(Base):
     granted: Mapped[bool]
     version: Mapped[int] = mapped_column(default=1)
     source: Mapped[str] = mapped_column(String(100))  # e.g. rsvp-form, import, api, sms-keyword
-    proof: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    proof: Mapped[dict[str, Any] | None] = mapped_column(
+        EncryptedJSON("consents.proof"), default=None
+    )
 
 
 class PrivacyRequest(Base):

@@ -14,11 +14,10 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.compliance.gate import Purpose, consent_channel
-from guestcomms.compliance.models import Consent, Suppression
+from guestcomms.compliance.models import Consent
 from guestcomms.compliance.records import ConsentRepository
 from guestcomms.compliance.repository import SuppressionRepository
 from guestcomms.compliance.unsubscribe import UnsubscribeClaim
@@ -78,13 +77,8 @@ async def save(session: AsyncSession, claim: UnsubscribeClaim, fields: dict[str,
         granted = channel in chosen_channels
         await _record(repo, contact, channel, granted=granted, declined=declined, claim=claim)
         if granted:  # opting in again lifts an unsubscribe, never a bounce or a STOP
-            await session.execute(
-                delete(Suppression).where(
-                    Suppression.organization_id == claim.organization_id,
-                    Suppression.channel == channel,
-                    Suppression.address == (address.lower() if channel == "email" else address),
-                    Suppression.reason == "unsubscribe",
-                )
+            await SuppressionRepository(session, claim.organization_id).lift(
+                channel=channel, address=address, reasons=("unsubscribe",)
             )
     return await render_page(session, claim, notice="Your preferences are saved.")
 

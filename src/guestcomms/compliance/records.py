@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from guestcomms.compliance.hashing import address_hash
 from guestcomms.compliance.models import Consent, Suppression
 from guestcomms.contacts.models import Contact
+from guestcomms.security.protection import protection_of
 from guestcomms.templates.models import Template
 
 
@@ -112,11 +114,12 @@ class SuppressionListRepository:
 
     async def find(self, channel: str, address: str) -> Suppression | None:
         """The suppression of ``address`` on ``channel``, if any."""
+        digest = address_hash(protection_of(self._session).hash_key, channel, address)
         return await self._session.scalar(
             select(Suppression).where(
                 Suppression.organization_id == self._org,
                 Suppression.channel == channel,
-                Suppression.address == address,
+                Suppression.address_hash == digest,
             )
         )
 

@@ -6,27 +6,32 @@ import uuid
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Table, delete, or_, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guestcomms.compliance.hashing import address_hash
+from guestcomms.compliance.hashing import address_hash, normalise_address
 from guestcomms.compliance.models import Suppression
 from guestcomms.db.upsert import insert_ignoring_conflicts
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.ids import new_id
+from guestcomms.security.protection import protection_of
 
 
 class SuppressionRepository:
-    """Adds and looks up the suppressed addresses of ``organization_id``. With ``hash_key``
-    (``compliance.hashing.hash_key``) a look-up also matches erased contacts' suppressions,
-    which keep only the keyed hash of the address."""
+    """Adds and looks up the suppressed addresses of ``organization_id``.
 
-    def __init__(
-        self, session: AsyncSession, organization_id: uuid.UUID, *, hash_key: bytes | None = None
-    ) -> None:
+    Look-ups go through the keyed hash of the address (``suppressions.address_hash``), never
+    the address itself, which may be encrypted; erased contacts' suppressions keep only the
+    hash, so they match too."""
+
+    def __init__(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
         self._session = session
         self._org = organization_id
-        self._hash_key = hash_key
+        self._protection = protection_of(session)
+
+    def digest(self, channel: str, address: str) -> str:
+        """The keyed hash a suppression of ``address`` on ``channel`` is found by."""
+        return address_hash(self._protection.hash_key, channel, address)
 
     async def suppress(
         self,
@@ -43,7 +48,8 @@ class SuppressionRepository:
             "created_at": utc_now(),
             "organization_id": self._org,
             "channel": channel,
-            "address": address.lower() if channel == "email" else address,
+            "address": normalise_address(channel, address),
+            "address_hash": self.digest(channel, address),
             "reason": reason,
             "source": source,
             "detail": detail,
@@ -53,27 +59,17 @@ class SuppressionRepository:
 
     async def reasons(self, channel: str, addresses: Iterable[str]) -> dict[str, str]:
         """The suppressed ones among ``addresses`` on ``channel``, with their reasons."""
-        wanted = list({a.lower() if channel == "email" else a for a in addresses})
-        if not wanted:
+        hashes = {self.digest(channel, a): a for a in set(addresses)}
+        if not hashes:
             return {}
-        key = self._hash_key
-        hashes = {address_hash(key, channel, a): a for a in wanted} if key else {}
-        match: ColumnElement[bool] = Suppression.address.in_(wanted)
-        if hashes:  # one query for both: the plaintext address and the erased one's hash
-            match = or_(match, Suppression.address_hash.in_(list(hashes)))
         rows = await self._session.execute(
-            select(Suppression.address, Suppression.address_hash, Suppression.reason).where(
-                Suppression.organization_id == self._org, Suppression.channel == channel, match
+            select(Suppression.address_hash, Suppression.reason).where(
+                Suppression.organization_id == self._org,
+                Suppression.channel == channel,
+                Suppression.address_hash.in_(list(hashes)),
             )
         )
-        found: dict[str, str] = {}
-        present = set(wanted)
-        for row in rows:
-            if row.address in present:
-                found[row.address] = row.reason
-            elif row.address_hash in hashes:
-                found[hashes[row.address_hash]] = row.reason
-        return found
+        return {hashes[row.address_hash]: row.reason for row in rows}
 
     async def lift(self, *, channel: str, address: str, reasons: Iterable[str]) -> int:
         """Delete the suppressions of ``address`` on ``channel`` that have one of ``reasons``
@@ -82,7 +78,7 @@ class SuppressionRepository:
             delete(Suppression).where(
                 Suppression.organization_id == self._org,
                 Suppression.channel == channel,
-                Suppression.address == (address.lower() if channel == "email" else address),
+                Suppression.address_hash == self.digest(channel, address),
                 Suppression.reason.in_(list(reasons)),
             )
         )

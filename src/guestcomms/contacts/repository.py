@@ -8,10 +8,11 @@ from typing import Any, cast
 
 from sqlalchemy import Table, delete, func, insert, select
 
-from guestcomms.contacts.models import Contact, ContactTag
+from guestcomms.contacts.models import PHONE_HASH_CHANNEL, Contact, ContactTag
 from guestcomms.db.repository import TenantRepository
 from guestcomms.db.upsert import insert_many, planned_for_values, upsert
 from guestcomms.domain.ids import new_id
+from guestcomms.security.protection import protection_of
 
 _CONTACTS = cast(Table, Contact.__table__)  # Core, for bulk reads and writes
 _TAGS = cast(Table, ContactTag.__table__)
@@ -19,6 +20,7 @@ IN_CHUNK = 1000  # values per IN (...) list: well under either database's bind-p
 # the columns an import may change on an existing contact
 CONTACT_MUTABLE = (
     "phone",
+    "phone_hash",
     "first_name",
     "last_name",
     "timezone",
@@ -37,15 +39,32 @@ class ContactRepository(TenantRepository[Contact]):
 
     model = Contact
 
+    def _email_hashes(self, emails: Iterable[str]) -> dict[str, str]:
+        # email (as stored: normalised) -> its keyed hash, the column look-ups use
+        protection = protection_of(self._session)
+        return {h: e for e in set(emails) if (h := protection.address_hash("email", e))}
+
     async def by_emails(self, emails: Iterable[str]) -> dict[str, Contact]:
         """Existing contacts keyed by email, among ``emails``."""
-        wanted = list(set(emails))
+        wanted = self._email_hashes(emails)
         if not wanted:
             return {}
         rows = await self._session.scalars(
-            select(Contact).where(Contact.organization_id == self._org, Contact.email.in_(wanted))
+            select(Contact).where(
+                Contact.organization_id == self._org, Contact.email_hash.in_(list(wanted))
+            )
         )
         return {c.email: c for c in rows if c.email}
+
+    async def by_phone(self, phone: str) -> Contact | None:
+        """The first contact (oldest) with phone number ``phone`` (E.164), if any."""
+        digest = protection_of(self._session).address_hash(PHONE_HASH_CHANNEL, phone)
+        return await self._session.scalar(
+            select(Contact)
+            .where(Contact.organization_id == self._org, Contact.phone_hash == digest)
+            .order_by(Contact.id)
+            .limit(1)
+        )
 
     async def existing_ids(self, ids: Iterable[uuid.UUID]) -> set[uuid.UUID]:
         """The subset of ``ids`` that are contacts of this organization."""
@@ -107,13 +126,14 @@ class ContactRepository(TenantRepository[Contact]):
         """Existing contacts among ``emails`` as column values (no ORM objects: an import
         reads thousands), keyed by email."""
         table = _CONTACTS
+        hashes = list(self._email_hashes(emails))
         found: dict[str, dict[str, Any]] = {}
         async with planned_for_values(self._session):
-            for start in range(0, len(emails), IN_CHUNK):
+            for start in range(0, len(hashes), IN_CHUNK):
                 rows = await self._session.execute(
                     select(table).where(
                         table.c.organization_id == self._org,
-                        table.c.email.in_(emails[start : start + IN_CHUNK]),
+                        table.c.email_hash.in_(hashes[start : start + IN_CHUNK]),
                     )
                 )
                 found.update({row.email: row._asdict() for row in rows})
@@ -123,17 +143,23 @@ class ContactRepository(TenantRepository[Contact]):
         """Write contact rows (every column) in one statement: a row whose email exists in
         this organization updates that contact instead. Returns the ids of the rows with an
         email, keyed by email."""
+        protection = protection_of(self._session)
+        emails: dict[str, str] = {}
         for row in rows:
             row["organization_id"] = self._org
+            row["email_hash"] = protection.address_hash("email", row.get("email"))
+            row["phone_hash"] = protection.address_hash(PHONE_HASH_CHANNEL, row.get("phone"))
+            if row["email_hash"]:
+                emails[row["email_hash"]] = row["email"]
         written = await upsert(
             self._session,
             _CONTACTS,
             rows,
-            conflict=("organization_id", "email"),
+            conflict=("organization_id", "email_hash"),
             update=CONTACT_MUTABLE,
-            returning=("id", "email"),
+            returning=("id", "email_hash"),
         )
-        return {row.email: row.id for row in written if row.email}
+        return {emails[row.email_hash]: row.id for row in written if row.email_hash}
 
     async def replace_tags_of(
         self, tags: Mapping[uuid.UUID, Sequence[str]], *, clear: Sequence[uuid.UUID]

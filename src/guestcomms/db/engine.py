@@ -19,6 +19,9 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from guestcomms.config import Settings
+from guestcomms.security.protection import FieldProtection, bind
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -28,7 +31,7 @@ def _prepare_sqlite_path(url: str) -> None:
         Path(database).parent.mkdir(parents=True, exist_ok=True)
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, secure_delete: bool) -> None:
     @event.listens_for(engine.sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Let SQLAlchemy, not the driver, decide when transactions begin (see "begin" below).
@@ -38,6 +41,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if secure_delete:
+            # with encryption at rest, a value deleted or re-encrypted must not linger in free
+            # pages of the file in its old form
+            cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
@@ -45,12 +52,30 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(database_url: str, *, echo: bool = False) -> AsyncEngine:
-    """Create the async engine for ``database_url``, configured for its dialect."""
+def create_engine(
+    database_url: str, *, protection: FieldProtection | None = None, echo: bool = False
+) -> AsyncEngine:
+    """Create the async engine for ``database_url``, configured for its dialect, protecting
+    personal fields with ``protection`` (``FieldProtection.from_settings``; without one,
+    hashes use the development secret and nothing is encrypted)."""
+    engine = _create_engine(
+        database_url, echo=echo, secure_delete=protection is not None and protection.encrypting
+    )
+    if protection is not None:
+        bind(engine, protection)
+    return engine
+
+
+def engine_for(settings: Settings) -> AsyncEngine:
+    """The engine for ``settings.database_url``, protecting fields as ``settings`` say."""
+    return create_engine(settings.database_url, protection=FieldProtection.from_settings(settings))
+
+
+def _create_engine(database_url: str, *, echo: bool, secure_delete: bool) -> AsyncEngine:
     if database_url.startswith("sqlite"):
         _prepare_sqlite_path(database_url)
         engine = create_async_engine(database_url, echo=echo, pool_size=8, max_overflow=8)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, secure_delete=secure_delete)
         return engine
     return create_async_engine(
         database_url,

@@ -15,6 +15,7 @@ from guestcomms.messages.models import Delivery, DeliveryEvent, IdempotencyRecor
 from guestcomms.organizations.models import ApiKey, Organization
 from guestcomms.outbox.models import OutboxMessage
 from guestcomms.providers.models import ChannelRoute, OperationalEvent, ProviderAccount
+from guestcomms.security.models import DataKey
 from guestcomms.templates.models import Template, TemplateVersion
 from guestcomms.webhooks.models import WebhookEndpoint
 
@@ -29,6 +30,7 @@ __all__ = [
     "Consent",
     "Contact",
     "ContactTag",
+    "DataKey",
     "Delivery",
     "DeliveryEvent",
     "Event",

@@ -36,6 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.domain.enums import CLAIMABLE, DeliveryStatus, EventType
 from guestcomms.domain.ids import new_id
+from guestcomms.inbox.models import InboxItem
 from guestcomms.messages.models import Delivery, DeliveryEvent
 
 _t = cast(Table, Delivery.__table__)
@@ -78,6 +79,8 @@ class Outcome:
     # claim counted, as release() does
     uncount_attempt: bool = False
 
+
+INAPP_PROVIDER = "inapp"  # channels.inapp.InAppProvider.name
 
 _RETURNING = (
     _t.c.id,
@@ -312,7 +315,32 @@ async def record_outcomes(
         [(o.organization_id, o.delivery_id, o.event, _detail(o)) for o in written],
         now=now,
     )
+    await _deliver_read_in_app_items(session, written, now=now)
     return kept
+
+
+async def _deliver_read_in_app_items(
+    session: AsyncSession, written: Sequence[Outcome], *, now: datetime
+) -> None:
+    # a guest may read or acknowledge an in-app item in the instant between the provider
+    # publishing it and this record: the read found the delivery still `sending` and could
+    # not mark it delivered, so it is done here
+    sent = [
+        o.delivery_id
+        for o in written
+        if o.provider == INAPP_PROVIDER and o.status is DeliveryStatus.SENT
+    ]
+    if not sent:
+        return
+    read = select(InboxItem.delivery_id).where(
+        InboxItem.delivery_id.in_(sent), InboxItem.read_at.is_not(None)
+    )
+    await session.execute(
+        update(_t)
+        .where(_t.c.id.in_(read), _t.c.status == DeliveryStatus.SENT.value)
+        .values(status=DeliveryStatus.DELIVERED.value, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _detail(outcome: Outcome) -> dict[str, Any] | None:

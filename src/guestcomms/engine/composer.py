@@ -225,12 +225,10 @@ class Composer:
         message_id_domain: str | None = None,
         renderer: TemplateRenderer | None = None,
         pacer: Pacer | None = None,
-        address_hash_key: bytes | None = None,
         unsubscribe: UnsubscribeLinks | None = None,
     ) -> None:
         self._unsubscribe = unsubscribe  # None: marketing emails get no links (tests, previews)
         self._sender = sender
-        self._hash_key = address_hash_key  # suppressions of erased contacts match by hash
         self._reply_to = reply_to
         self._domain = message_id_domain or address_domain(sender)
         self._renderer = renderer or TemplateRenderer()
@@ -648,12 +646,10 @@ class Composer:
                 wanted.setdefault(key, {})[delivery.id] = str(plan.address)
         blocked: dict[uuid.UUID, str] = {}
         for (org, channel), addresses in wanted.items():
-            repo = SuppressionRepository(session, org, hash_key=self._hash_key)
-            reasons = await repo.reasons(channel, addresses.values())
+            reasons = await SuppressionRepository(session, org).reasons(channel, addresses.values())
             for delivery_id, address in addresses.items():
-                normal = address.lower() if channel == Channel.EMAIL else address
-                if normal in reasons:
-                    blocked[delivery_id] = reasons[normal]
+                if address in reasons:
+                    blocked[delivery_id] = reasons[address]
         return blocked
 
     async def _load_contacts(

@@ -10,6 +10,7 @@ from sqlalchemy import JSON, Date, ForeignKey, Index, String, Text, Time, Unique
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestcomms.db.base import Base
+from guestcomms.db.encrypted import EncryptedText
 from guestcomms.domain.clock import utc_now
 
 
@@ -48,7 +49,7 @@ class Household(Base):
     )
     event_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("events.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
-    address: Mapped[str | None] = mapped_column(Text, default=None)
+    address: Mapped[str | None] = mapped_column(EncryptedText("households.address"), default=None)
 
 
 class EventGuest(Base):

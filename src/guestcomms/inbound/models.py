@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestcomms.db.base import Base
+from guestcomms.db.encrypted import EncryptedJSON
 
 
 class InboundEventRecord(Base):
@@ -28,4 +29,6 @@ class InboundEventRecord(Base):
     event_id: Mapped[str] = mapped_column(String(255))
     type: Mapped[str] = mapped_column(String(30))
     delivery_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
-    raw: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    raw: Mapped[dict[str, Any] | None] = mapped_column(
+        EncryptedJSON("inbound_events.raw"), default=None
+    )

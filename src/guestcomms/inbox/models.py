@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestcomms.db.base import Base
+from guestcomms.db.encrypted import EncryptedText
 
 
 class InboxItem(Base):
@@ -22,8 +23,8 @@ class InboxItem(Base):
     )
     contact_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("contacts.id", ondelete="CASCADE"))
     delivery_id: Mapped[uuid.UUID] = mapped_column(unique=True)
-    title: Mapped[str] = mapped_column(String(300))
-    body: Mapped[str] = mapped_column(Text)
+    title: Mapped[str] = mapped_column(EncryptedText("inbox_items.title"))
+    body: Mapped[str] = mapped_column(EncryptedText("inbox_items.body"))
     url: Mapped[str | None] = mapped_column(String(2000), default=None)
     requires_ack: Mapped[bool] = mapped_column(default=False)
     read_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, SmallInteger, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, ForeignKey, Index, SmallInteger, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestcomms.db.base import Base
+from guestcomms.db.encrypted import EncryptedJSON, EncryptedText
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import CLAIMABLE
 
@@ -36,7 +37,9 @@ class Message(Base):
     priority: Mapped[int] = mapped_column(SmallInteger)
     send_at: Mapped[datetime]
     status: Mapped[str] = mapped_column(String(20))
-    variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    variables: Mapped[dict[str, Any]] = mapped_column(
+        EncryptedJSON("messages.variables"), default=dict
+    )
     recipient_count: Mapped[int] = mapped_column(default=0)
     campaign_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("campaigns.id", ondelete="CASCADE"), default=None
@@ -101,8 +104,13 @@ class Delivery(Base):
     provider_message_id: Mapped[str | None] = mapped_column(String(255), default=None)
     idempotency_key: Mapped[str] = mapped_column(String(64))
     template_version_id: Mapped[uuid.UUID]
-    variables: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    last_error: Mapped[str | None] = mapped_column(Text, default=None)
+    # per-recipient values (often a guest's name): personal, so encrypted at rest
+    variables: Mapped[dict[str, Any] | None] = mapped_column(
+        EncryptedJSON("deliveries.variables"), default=None
+    )
+    last_error: Mapped[str | None] = mapped_column(
+        EncryptedText("deliveries.last_error"), default=None
+    )
     # scheduled deliveries sharing a key are cancelled together (e.g. a guest's RSVP
     # reminders once they answer); see campaigns
     cancellation_key: Mapped[str | None] = mapped_column(String(200), default=None)
@@ -120,7 +128,9 @@ class DeliveryEvent(Base):
     )
     delivery_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
     type: Mapped[str] = mapped_column(String(30))
-    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(
+        EncryptedJSON("delivery_events.detail"), default=None
+    )
 
 
 class IdempotencyRecord(Base):
@@ -137,4 +147,4 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(String(255))
     request_hash: Mapped[str] = mapped_column(String(64))
     status_code: Mapped[int]
-    response: Mapped[dict[str, Any]] = mapped_column(JSON)
+    response: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON("idempotency_records.response"))

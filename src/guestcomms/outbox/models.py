@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestcomms.db.base import Base
+from guestcomms.db.encrypted import EncryptedText
 
 
 class OutboxMessage(Base):
@@ -23,7 +24,7 @@ class OutboxMessage(Base):
     channel: Mapped[str] = mapped_column(String(20))
     message_id_header: Mapped[str] = mapped_column(String(255))
     sender: Mapped[str] = mapped_column(String(320))
-    recipient: Mapped[str] = mapped_column(String(320))
-    subject: Mapped[str] = mapped_column(Text, default="")
-    text: Mapped[str | None] = mapped_column(Text, default=None)
-    html: Mapped[str | None] = mapped_column(Text, default=None)
+    recipient: Mapped[str] = mapped_column(EncryptedText("outbox_messages.recipient"))
+    subject: Mapped[str] = mapped_column(EncryptedText("outbox_messages.subject"), default="")
+    text: Mapped[str | None] = mapped_column(EncryptedText("outbox_messages.text"), default=None)
+    html: Mapped[str | None] = mapped_column(EncryptedText("outbox_messages.html"), default=None)

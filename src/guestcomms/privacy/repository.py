@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, Text, cast, delete, func, or_, select, update
+from sqlalchemy import ColumnElement, Select, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
+from guestcomms.compliance.hashing import address_hash
 from guestcomms.compliance.models import Consent, PrivacyRequest, Suppression
 from guestcomms.contacts.models import Contact, ContactTag
 from guestcomms.domain.clock import utc_now
@@ -21,6 +24,10 @@ from guestcomms.inbox.models import InboxItem
 from guestcomms.messages.models import Delivery, DeliveryEvent
 from guestcomms.organizations.models import Organization
 from guestcomms.outbox.models import OutboxMessage
+from guestcomms.security.protection import protection_of
+
+ERASED = "erased"  # what an erased contact's suppression keeps instead of the address
+_SCAN_PAGE = 1000
 
 # deliveries a retention run leaves alone: the worker still owns them
 ACTIVE_STATUSES = (
@@ -96,9 +103,14 @@ class PrivacyRepository:
             ),
         }
 
-    async def suppressions(self, addresses: dict[str, str]) -> Sequence[Suppression]:
-        """The suppressions of ``addresses`` (channel -> normalised address)."""
-        if not addresses:
+    def address_hashes(self, addresses: dict[str, str]) -> dict[str, str]:
+        """The keyed hash of each address (channel -> address)."""
+        key = protection_of(self._session).hash_key
+        return {channel: address_hash(key, channel, a) for channel, a in addresses.items()}
+
+    async def suppressions(self, hashes: dict[str, str]) -> Sequence[Suppression]:
+        """The suppressions of ``hashes`` (channel -> keyed hash of the address)."""
+        if not hashes:
             return []
         return await self._all(
             select(Suppression)
@@ -106,8 +118,8 @@ class PrivacyRepository:
                 Suppression.organization_id == self._org,
                 or_(
                     *(
-                        (Suppression.channel == channel) & (Suppression.address == address)
-                        for channel, address in addresses.items()
+                        (Suppression.channel == channel) & (Suppression.address_hash == digest)
+                        for channel, digest in hashes.items()
                     )
                 ),
             )
@@ -116,21 +128,9 @@ class PrivacyRepository:
 
     # --- erasure ------------------------------------------------------------------------
 
-    async def hash_suppression(self, suppression: Suppression, digest: str) -> None:
-        """Keep ``suppression`` by its keyed hash only (deleted if the hash is already kept)."""
-        placeholder = f"erased:{digest}"
-        kept = await self._session.scalar(
-            select(Suppression.id).where(
-                Suppression.organization_id == self._org,
-                Suppression.channel == suppression.channel,
-                Suppression.address == placeholder,
-            )
-        )
-        if kept is not None:
-            await self._session.delete(suppression)
-            return
-        suppression.address = placeholder
-        suppression.address_hash = digest
+    async def hash_suppression(self, suppression: Suppression) -> None:
+        """Keep ``suppression`` by its keyed hash only (the address and detail go)."""
+        suppression.address = ERASED
         suppression.detail = None
 
     async def scrub_contact_rows(self, contact_id: uuid.UUID, addresses: list[str]) -> int:
@@ -156,7 +156,12 @@ class PrivacyRepository:
         )
         outbox_match: ColumnElement[bool] = OutboxMessage.delivery_id.in_(deliveries)
         if addresses:
-            outbox_match = or_(outbox_match, func.lower(OutboxMessage.recipient).in_(addresses))
+            outbox_match = or_(
+                outbox_match,
+                OutboxMessage.id.in_(
+                    await self._mentioning(OutboxMessage.recipient, addresses, exact=True)
+                ),
+            )
         await session.execute(
             delete(OutboxMessage).where(OutboxMessage.organization_id == org, outbox_match)
         )
@@ -165,10 +170,11 @@ class PrivacyRepository:
                 InboxItem.organization_id == org, InboxItem.contact_id == contact_id
             )
         )
-        raw_text = cast(InboundEventRecord.raw, Text)
         inbound_match = or_(
             InboundEventRecord.delivery_id.in_(deliveries),
-            *(raw_text.contains(address, autoescape=True) for address in addresses),
+            InboundEventRecord.id.in_(
+                await self._mentioning(InboundEventRecord.raw, addresses, exact=False)
+            ),
         )
         await session.execute(
             update(InboundEventRecord)
@@ -181,6 +187,33 @@ class PrivacyRepository:
             .values(variables=None, last_error=None)
         )
         return int(getattr(kept, "rowcount", 0) or 0)
+
+    async def _mentioning(
+        self, column: InstrumentedAttribute[Any], addresses: list[str], *, exact: bool
+    ) -> list[uuid.UUID]:
+        """Ids of this organization's rows whose ``column`` is one of ``addresses`` (``exact``)
+        or mentions one of them anywhere in its JSON. The column may be encrypted, so the
+        rows are read and compared here, a page at a time (erasures are rare)."""
+        if not addresses:
+            return []
+        model = column.class_
+        wanted = {a.lower() for a in addresses}
+        found: list[uuid.UUID] = []
+        after: uuid.UUID | None = None
+        while True:
+            query = select(model.id, column).where(
+                model.organization_id == self._org, column.is_not(None)
+            )
+            if after is not None:
+                query = query.where(model.id > after)
+            page = (await self._session.execute(query.order_by(model.id).limit(_SCAN_PAGE))).all()
+            for row_id, value in page:
+                text = (str(value) if exact else json.dumps(value)).lower()
+                if text in wanted if exact else any(a in text for a in wanted):
+                    found.append(row_id)
+            if len(page) < _SCAN_PAGE:
+                return found
+            after = page[-1][0]
 
     # --- retention ----------------------------------------------------------------------
 

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, Response
 
 from guestcomms.api.deps import Caller, CallerDep, RuntimeDep, SessionDep
 from guestcomms.api.params import path_id
-from guestcomms.compliance.hashing import hash_key
 from guestcomms.compliance.models import PrivacyRequest
 from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.privacy.export import to_json, to_zip
@@ -79,7 +78,5 @@ async def erase_contact_data(
     key = path_id(IdKind.CONTACT, contact_id, what="contact")
     async with session.begin():
         repo = PrivacyRepository(session, caller.organization_id)
-        request = await erase_contact(
-            repo, key, key=hash_key(runtime.settings), actor=_actor(caller)
-        )
+        request = await erase_contact(repo, key, actor=_actor(caller))
         return request_out(request)

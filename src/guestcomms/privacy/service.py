@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guestcomms.compliance.hashing import address_hash, normalise_address
+from guestcomms.compliance.hashing import normalise_address
 from guestcomms.compliance.models import PrivacyRequest
 from guestcomms.contacts.models import Contact
 from guestcomms.domain.clock import utc_now
@@ -42,7 +42,9 @@ _SECTION_KIND: dict[str, IdKind] = {
     "deliveries": IdKind.DELIVERY,
     "inbox_items": IdKind.INBOX,
 }
-_INTERNAL = frozenset({"organization_id", "lease_token", "lease_until", "address_hash"})
+_INTERNAL = frozenset(
+    {"organization_id", "lease_token", "lease_until", "address_hash", "email_hash", "phone_hash"}
+)
 
 
 def plain(row: Any, section: str) -> dict[str, Any]:
@@ -90,7 +92,7 @@ async def export_contact(
     sections: dict[str, list[dict[str, Any]]] = {"contact": [plain(contact, "contact")]}
     for name, rows in (await repo.holdings(contact.id)).items():
         sections[name] = [plain(row, name) for row in rows]
-    suppressions = await repo.suppressions(contact_addresses(contact))
+    suppressions = await repo.suppressions(repo.address_hashes(contact_addresses(contact)))
     sections["suppressions"] = [plain(row, "suppressions") for row in suppressions]
     await repo.record(
         kind="export",
@@ -102,17 +104,17 @@ async def export_contact(
 
 
 async def erase_contact(
-    repo: PrivacyRepository, contact_id: uuid.UUID, *, key: bytes, actor: str
+    repo: PrivacyRepository, contact_id: uuid.UUID, *, actor: str
 ) -> PrivacyRequest:
     """Erase the contact in the caller's transaction: suppressions kept by keyed hash only,
     personal data deleted or nulled everywhere, the contact row left as a tombstone, and the
     request recorded with the hashes and counts. Raises ``NotFoundError``."""
     contact = await _contact(repo, contact_id)
     addresses = contact_addresses(contact)
-    hashes = {channel: address_hash(key, channel, a) for channel, a in addresses.items()}
-    suppressions = await repo.suppressions(addresses)
+    hashes = repo.address_hashes(addresses)
+    suppressions = await repo.suppressions(hashes)
     for suppression in suppressions:
-        await repo.hash_suppression(suppression, hashes[suppression.channel])
+        await repo.hash_suppression(suppression)
     kept = await repo.scrub_contact_rows(contact.id, list(addresses.values()))
     contact.email = contact.phone = contact.first_name = contact.last_name = None
     contact.timezone = contact.locale = contact.webhook_url = None

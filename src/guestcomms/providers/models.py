@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Float, ForeignKey, Index, String, Text, UniqueConst
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestcomms.db.base import Base
+from guestcomms.db.encrypted import EncryptedJSON
 from guestcomms.domain.clock import utc_now
 
 
@@ -31,7 +32,9 @@ class ProviderAccount(Base):
     kind: Mapped[str] = mapped_column(String(50))
     channel: Mapped[str] = mapped_column(String(20))
     settings: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    credentials: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # never returned
+    credentials: Mapped[dict[str, Any]] = mapped_column(  # never returned
+        EncryptedJSON("provider_accounts.credentials"), default=dict
+    )
     priority: Mapped[int] = mapped_column(default=0)
     weight: Mapped[float] = mapped_column(Float, default=1.0)
     cost_per_message: Mapped[float | None] = mapped_column(Float, default=None)

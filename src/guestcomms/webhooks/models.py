@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, String, UniqueConstraint
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestcomms.db.base import Base
+from guestcomms.db.encrypted import EncryptedJSON
 
 
 class WebhookEndpoint(Base):
@@ -25,4 +26,6 @@ class WebhookEndpoint(Base):
     )
     url: Mapped[str] = mapped_column(String(2000))
     description: Mapped[str] = mapped_column(String(200), default="")
-    secrets: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    secrets: Mapped[list[dict[str, Any]]] = mapped_column(
+        EncryptedJSON("webhook_endpoints.secrets"), default=list
+    )
