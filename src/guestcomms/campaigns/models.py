@@ -56,6 +56,10 @@ class Campaign(Base):
     channels: Mapped[list[str]] = mapped_column(JSON, default=list)
     priority: Mapped[int] = mapped_column(SmallInteger)
     variables: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # an A/B experiment: {"variants": [...], "confidence": ..., ...}; see campaigns/experiment.py
+    experiment: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # send each guest at their best time: {"window_hours": ..., "max_share": ...}
+    send_time: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # {"at": iso instant} | {"local_time": "10:00", "date": "2026-06-01"}
     # | {"local_time": "10:00", "days_before_event": 14}; see domain/schedule.py
     schedule: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -17,6 +17,7 @@ from guestcomms.outbox.models import OutboxMessage
 from guestcomms.providers.models import ChannelRoute, OperationalEvent, ProviderAccount
 from guestcomms.security.models import DataKey
 from guestcomms.templates.models import Template, TemplateVersion
+from guestcomms.tracking.models import TrackingEvent
 from guestcomms.webhooks.models import WebhookEndpoint
 
 __all__ = [
@@ -48,5 +49,6 @@ __all__ = [
     "Suppression",
     "Template",
     "TemplateVersion",
+    "TrackingEvent",
     "WebhookEndpoint",
 ]

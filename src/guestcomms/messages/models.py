@@ -6,7 +6,17 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, SmallInteger, String, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Float,
+    ForeignKey,
+    Index,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    text,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from guestcomms.db.base import Base
@@ -41,6 +51,9 @@ class Message(Base):
         EncryptedJSON("messages.variables"), default=dict
     )
     recipient_count: Mapped[int] = mapped_column(default=0)
+    # open pixel and click redirects in its emails (also off when the organization's
+    # settings say "tracking": false)
+    tracking: Mapped[bool] = mapped_column(default=True, server_default=true())
     campaign_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("campaigns.id", ondelete="CASCADE"), default=None
     )
@@ -114,6 +127,11 @@ class Delivery(Base):
     # scheduled deliveries sharing a key are cancelled together (e.g. a guest's RSVP
     # reminders once they answer); see campaigns
     cancellation_key: Mapped[str | None] = mapped_column(String(200), default=None)
+    # an experiment's arm (index into the campaign's variants), when the campaign runs one
+    experiment_arm: Mapped[int | None] = mapped_column(SmallInteger, default=None)
+    # send-time optimisation: how much of the chosen send_at came from the guest's own
+    # history (0: the event's or organization's pattern alone); None: not optimised
+    send_time_confidence: Mapped[float | None] = mapped_column(Float, default=None)
     updated_at: Mapped[datetime] = mapped_column(default=utc_now)
 
 
