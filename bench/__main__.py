@@ -15,6 +15,8 @@ Runs, selectable with ``--only`` (comma-separated, or repeated):
   deliveries (``bench/fanout.py``, in a child process: rate, phases and RSS growth).
 - ``sqlite-priority``, ``postgres-priority``: emergency messages sent through the API while a
   100,000-delivery backlog drains; API accept -> provider hand-off p50/p99 (``bench/priority.py``).
+- ``tracking-sqlite``, ``tracking-postgres``: open-pixel fetches per second on ``guestcomms
+  api`` (``bench/tracking.py``).
 
 ``--recipients N`` sizes every run (default 10,000); ``--profile RUN`` records the worker of
 that run with py-spy and prints where its time went. Exit status 1 if any run failed, or if
@@ -38,6 +40,7 @@ from pathlib import Path
 from bench import e2e
 from bench import fanout as fanout_bench
 from bench import priority as priority_bench
+from bench import tracking as tracking_bench
 from bench.ceiling import CeilingResult
 from bench.content import MAX_GUESTS
 from bench.procs import (
@@ -55,12 +58,19 @@ from bench.stores import DEFAULT_ADMIN_DSN, postgres_reachable
 
 CEILING = "smtp-ceiling"
 FANOUT_RUNS = {"fanout-sqlite": "sqlite", "fanout-postgres": "postgres"}
-RUNS = (CEILING, *(s.name for s in e2e.SCENARIOS), *FANOUT_RUNS, *priority_bench.RUNS)
+RUNS = (
+    CEILING,
+    *(s.name for s in e2e.SCENARIOS),
+    *FANOUT_RUNS,
+    *priority_bench.RUNS,
+    *tracking_bench.RUNS,
+)
 DEFAULT_RUNS = (
     CEILING,
     *(s.name for s in e2e.SCENARIOS if s.default),
     *FANOUT_RUNS,
     *priority_bench.RUNS,
+    *tracking_bench.RUNS,
 )
 FANOUT_TIMEOUT_SECONDS = 300.0
 CEILING_LOOPS = ("asyncio", "uvloop")
@@ -170,6 +180,7 @@ class Findings:
     profiles: list[tuple[str, ProfileSummary, Path]] = field(default_factory=list)
     fanouts: list[fanout_bench.FanoutResult] = field(default_factory=list)
     priorities: list[priority_bench.PriorityResult] = field(default_factory=list)
+    trackings: list[tracking_bench.Result] = field(default_factory=list)
 
     def failed(self, scenario: e2e.Scenario, recipients: int, error: str) -> None:
         """Record a run that could not happen."""
@@ -338,8 +349,27 @@ async def priorities(args: argparse.Namespace, sinks: e2e.Sinks, found: Findings
         )
 
 
+async def trackings(args: argparse.Namespace, found: Findings) -> None:
+    """The open pixel's throughput on each database asked for."""
+    names = [name for name in tracking_bench.RUNS if name in args.only]
+    if not names:
+        return
+    for result in await tracking_bench.run_all(names, admin_dsn=args.postgres):
+        found.trackings.append(result)
+        if result.error is not None:
+            found.ok = False
+            console.print(f"[red]  {result.store} failed:[/] {result.error}")
+            continue
+        console.print(
+            f"  {result.store}: {result.per_second:,.0f} pixel fetches/s, p99 "
+            f"{result.p99_ms:.1f} ms"
+        )
+
+
 def print_findings(args: argparse.Namespace, found: Findings) -> None:
     """The tables."""
+    if found.trackings:
+        console.print(tracking_bench.table(found.trackings))
     if found.fanouts:
         console.print(fanout_bench.table(found.fanouts))
     if found.priorities:
@@ -381,6 +411,7 @@ async def bench(args: argparse.Namespace) -> bool:
             await seed_and_run(args, scenarios, sinks, found)
         await fanouts(args, found)
         await priorities(args, sinks, found)
+        await trackings(args, found)
     print_findings(args, found)
     return found.ok
 

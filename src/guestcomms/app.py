@@ -17,13 +17,17 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from guestcomms import __version__
+from guestcomms.analytics import routes as analytics_routes
+from guestcomms.analytics.rollup import RollupRunner
 from guestcomms.api import health
+from guestcomms.api import metrics as metrics_routes
 from guestcomms.api.limits import BodySizeLimitMiddleware
 from guestcomms.api.problems import install_problem_handlers
 from guestcomms.api.ratelimit import ApiRateLimiter
 from guestcomms.api.runtime import Runtime
 from guestcomms.audiences import routes as audiences_routes
 from guestcomms.audit import routes as audit_routes
+from guestcomms.campaigns import live as campaigns_live
 from guestcomms.campaigns import routes as campaigns_routes
 from guestcomms.campaigns.fanout import FanoutRunner
 from guestcomms.channels.base import Provider
@@ -42,9 +46,10 @@ from guestcomms.domain.breaker import BreakerConfig
 from guestcomms.domain.enums import Channel
 from guestcomms.domain.quiet_hours import SendingWindow
 from guestcomms.domain.retry import RetryPolicy
-from guestcomms.engine.composer import Composer
+from guestcomms.engine.composer import Composer, TrackingLinks
 from guestcomms.engine.directory import ProviderDirectory
 from guestcomms.engine.dispatch import Dispatcher
+from guestcomms.engine.metrics import Metrics
 from guestcomms.engine.pacing import Pacer
 from guestcomms.engine.ratelimit import InProcessRateLimiter, RateLimiter, RedisRateLimiter
 from guestcomms.engine.worker import Worker, freeze_startup_objects
@@ -59,6 +64,8 @@ from guestcomms.privacy import routes as privacy_routes
 from guestcomms.providers import routes as providers_routes
 from guestcomms.security.ssrf import SsrfGuard
 from guestcomms.templates import routes as templates_routes
+from guestcomms.tracking import routes as tracking_routes
+from guestcomms.tracking.tokens import tracking_key
 from guestcomms.web import pages
 from guestcomms.webhooks import routes as webhooks_routes
 
@@ -95,8 +102,10 @@ def create_worker(
     engine: AsyncEngine | None = None,
     wake: asyncio.Event | None = None,
     broker: InboxBroker | None = None,
+    metrics: Metrics | None = None,
 ) -> Worker:
-    """The send loop, on its own engine unless one is shared (``serve``).
+    """The send loop, on its own engine unless one is shared (``serve``), counting in
+    ``metrics`` (the app's in ``serve``; else its own, ``worker.dispatcher.metrics``).
 
     Use it as ``async with create_worker(settings) as worker`` (or call ``run``), so its
     providers are started and its connections closed.
@@ -116,6 +125,7 @@ def create_worker(
                 failure_threshold=settings.breaker_failure_threshold,
                 cooldown_seconds=settings.breaker_cooldown_seconds,
             ),
+            metrics=metrics,
         ),
         composer=Composer(
             sender=settings.email_from,
@@ -123,6 +133,7 @@ def create_worker(
             message_id_domain=settings.message_id_domain,
             pacer=Pacer(default_window=SendingWindow.parse(settings.quiet_hours)),
             unsubscribe=UnsubscribeLinks.from_settings(settings),
+            tracking=TrackingLinks(key=tracking_key(settings), base_url=settings.public_base_url),
         ),
         retry_policy=RetryPolicy(
             max_attempts=settings.max_attempts,
@@ -152,18 +163,24 @@ async def run_worker(worker: Worker, settings: Settings) -> None:
         poll_interval_seconds=settings.poll_interval_seconds,
         on_batch=worker.wake.set,
     )
+    rollup = RollupRunner(sessions=worker.sessions)  # analytics' hourly counters
 
     async def stop_fanout_with_worker() -> None:
         await worker.wait_stopping()
         fanout.stop()
+        rollup.stop()
 
-    side_tasks = [asyncio.create_task(fanout.run()), asyncio.create_task(stop_fanout_with_worker())]
+    side_tasks = [
+        asyncio.create_task(stop_fanout_with_worker()),
+        asyncio.create_task(fanout.run()),
+        asyncio.create_task(rollup.run()),
+    ]
     try:
         await worker.run()
     finally:
         fanout.stop()
-        for task in side_tasks[1:]:
-            task.cancel()
+        rollup.stop()
+        side_tasks[0].cancel()
         await asyncio.gather(*side_tasks, return_exceptions=True)
         if stop_listening is not None:
             await stop_listening()
@@ -187,7 +204,9 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         worker_task: asyncio.Task[None] | None = None
         worker: Worker | None = None
         if embedded_worker:
-            worker = create_worker(settings, engine=engine, broker=runtime.inbox)
+            worker = create_worker(
+                settings, engine=engine, broker=runtime.inbox, metrics=runtime.metrics
+            )
             runtime.wake_workers = worker.wake_up
             runtime.worker_hold = worker.hold
             worker_task = asyncio.create_task(run_worker(worker, settings))
@@ -219,14 +238,17 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     for router in (
         health.router,
+        metrics_routes.router,
         contacts_routes.router,
         audiences_routes.router,
         events_routes.router,
         templates_routes.router,
         messages_routes.router,
         delivery_routes.router,
+        analytics_routes.router,
         campaigns_routes.router,
         campaigns_routes.deliveries_router,
+        campaigns_live.router,
         inbound_routes.router,
         providers_routes.router,
         inbox_routes.router,
@@ -235,6 +257,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         audit_routes.router,
         compliance_routes.router,
         compliance_routes.unsubscribe_router,
+        tracking_routes.router,
         keys_routes.router,
         privacy_routes.router,
         pages.router,

@@ -44,6 +44,7 @@ from guestcomms.db.notify import notify_workers
 from guestcomms.domain.enums import DeliveryStatus
 from guestcomms.domain.ids import IdKind, InvalidIdError, from_public, to_public
 from guestcomms.engine.bounces import BounceListener
+from guestcomms.engine.metrics import serve_metrics
 from guestcomms.errors import NotFoundError
 from guestcomms.inbound.bounce_repository import BounceRepository
 from guestcomms.messages.repository import MessageRepository
@@ -102,8 +103,13 @@ def api(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
 
 @app.command()
-def worker() -> None:
-    """Run a worker: claim due deliveries and send them until SIGTERM or SIGINT."""
+def worker(
+    metrics_host: Annotated[
+        str, typer.Option(help="address of the metrics endpoint (with GUESTCOMMS_METRICS_PORT)")
+    ] = "127.0.0.1",
+) -> None:
+    """Run a worker: claim due deliveries and send them until SIGTERM or SIGINT. With
+    GUESTCOMMS_METRICS_PORT set, its Prometheus metrics are served on that port."""
     settings = settings_or_exit()
 
     async def main() -> None:
@@ -111,7 +117,21 @@ def worker() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, instance.stop)
-        await run_worker(instance, settings)
+        server = None
+        if settings.metrics_port is not None:
+            token = settings.metrics_token
+            server, _ = serve_metrics(
+                instance.dispatcher.metrics,
+                host=metrics_host,
+                port=settings.metrics_port,
+                token=token.get_secret_value() if token else None,
+            )
+        try:
+            await run_worker(instance, settings)
+        finally:
+            if server is not None:
+                server.shutdown()
+                server.server_close()
 
     run_async(main)
 

@@ -120,6 +120,12 @@ class Settings(BaseSettings):
     # where guests reach this server: unsubscribe links (/u/TOKEN) are built on it
     public_base_url: str = "http://localhost:8000"
 
+    # Prometheus metrics (docs/operations.md "Metrics"): when set, GET /metrics (and the
+    # worker's metrics port) require `Authorization: Bearer <metrics_token>`; unset: no auth
+    metrics_token: SecretStr | None = None
+    # `guestcomms worker` serves its own metrics on this port (unset: not served)
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
     # SSRF guard (guestcomms.security.ssrf): may webhooks and providers call loopback, private
     # and link-local addresses? Unset: yes in dev and test (the simulator is on 127.0.0.1),
     # no in production. Cloud metadata addresses are refused either way.

@@ -11,6 +11,7 @@ from guestcomms.api.ratelimit import ApiRateLimiter
 from guestcomms.channels.inapp import InboxBroker
 from guestcomms.channels.urgency import Hold
 from guestcomms.config import Settings
+from guestcomms.engine.metrics import Metrics
 
 
 class WakeWorkers(Protocol):
@@ -38,3 +39,5 @@ class Runtime:
     worker_hold: Hold | None = None
     # per-key request limits (api.ratelimit); None: no limit (create_app always sets one)
     api_limiter: ApiRateLimiter | None = None
+    # this process's Prometheus metrics (GET /metrics); the embedded worker counts here too
+    metrics: Metrics = field(default_factory=Metrics)

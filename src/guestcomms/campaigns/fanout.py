@@ -32,7 +32,8 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guestcomms.audiences.selection import Recipient, page
-from guestcomms.campaigns import repository
+from guestcomms.campaigns import experiment, repository
+from guestcomms.campaigns.best_time import SendTimeModel
 from guestcomms.campaigns.models import Campaign, CampaignStatus
 from guestcomms.campaigns.plan import Plan, resolve
 from guestcomms.campaigns.repository import CampaignRepository
@@ -42,6 +43,7 @@ from guestcomms.domain.clock import utc_now
 from guestcomms.domain.enums import DeliveryStatus
 from guestcomms.domain.ids import new_id
 from guestcomms.domain.schedule import cancellation_key
+from guestcomms.domain.send_time import SendChoice
 from guestcomms.errors import GuestcommsError
 from guestcomms.templates.repository import TemplateRepository
 
@@ -111,6 +113,13 @@ async def fan_out(
     try:
         async with sessions() as session:
             plan, started = await _plan(session, lease)
+            model = (
+                await SendTimeModel.learn(
+                    session, plan, organization_id=lease.organization_id, now=utc_now()
+                )
+                if plan is not None and plan.send_time is not None
+                else None
+            )
     except GuestcommsError as e:
         await _fail(sessions, lease, str(e))
         return None
@@ -124,6 +133,7 @@ async def fan_out(
                 session,
                 lease,
                 plan,
+                model=model,
                 started=started,
                 batch_size=batch_size,
                 lease_seconds=lease_seconds,
@@ -170,6 +180,7 @@ async def _batch(
     lease: Lease,
     plan: Plan,
     *,
+    model: SendTimeModel | None,
     started: datetime,
     batch_size: int,
     lease_seconds: float,
@@ -188,29 +199,74 @@ async def _batch(
         return None
     guests = await page(session, plan.audience, after=campaign.cursor, limit=batch_size)
     now = utc_now()
-    slots, rows = _rows(campaign.id, plan, guests, started=started, now=now)
-    common = bulk.DeliveryColumns(
-        organization_id=lease.organization_id,
-        message_id=message.id,
-        channel=message.channel,
-        priority=message.priority,
-        template_version_id=message.template_version_id,
-        now=now,
+    choices = (
+        await model.choose(
+            session,
+            plan,
+            guests,
+            organization_id=lease.organization_id,
+            started=started,
+            now=now,
+        )
+        if model is not None
+        else None
     )
-    created = await bulk.insert_deliveries(session, common=common, slots=slots, rows=rows)
+    any_queued = False
+    created = 0
+    for arm, members in await _arms_of(session, campaign, plan, guests):
+        slots, rows = _rows(campaign.id, plan, members, started=started, now=now, chosen=choices)
+        common = bulk.DeliveryColumns(
+            organization_id=lease.organization_id,
+            message_id=message.id,
+            channel=message.channel if arm is None else plan.arms[arm].channel,
+            priority=message.priority,
+            template_version_id=(
+                message.template_version_id if arm is None else plan.arms[arm].version.id
+            ),
+            now=now,
+            experiment_arm=arm,
+        )
+        created += await bulk.insert_deliveries(session, common=common, slots=slots, rows=rows)
+        any_queued = any_queued or any(s.status is DeliveryStatus.QUEUED for s in slots)
     _advance(campaign, guests=len(guests), created=created, full=len(guests) == batch_size)
+    if campaign.status == CampaignStatus.COMPLETED and _testing_first(campaign, plan):
+        # the test fraction has its deliveries: wait for a winner before the rest
+        campaign.status = CampaignStatus.TESTING.value
+        campaign.completed_at = None
+        experiment.mark_tested(campaign, now=now)
     campaign.lease_until = now + timedelta(seconds=lease_seconds)
     if guests:
         campaign.cursor = guests[-1].contact_id
         await repo.add_recipients(message.id, len(guests))
-        if any(s.status is DeliveryStatus.QUEUED for s in slots):
+        if any_queued:
             await notify_workers(session)
+    if campaign.status == CampaignStatus.TESTING:
+        campaign.cursor = None  # the rollout reads the audience again, for the others
     return Progress(
         campaign_id=campaign.id,
         status=campaign.status,
         total=campaign.total,
         processed=campaign.processed,
         created=campaign.created,
+    )
+
+
+async def _arms_of(
+    session: AsyncSession, campaign: Campaign, plan: Plan, guests: Sequence[Recipient]
+) -> list[tuple[int | None, Sequence[Recipient]]]:
+    """The batch's guests by experiment arm (one group, arm ``None``, without an
+    experiment)."""
+    if plan.experiment is None:
+        return [(None, guests)]
+    weights = await experiment.batch_weights(session, campaign, plan)
+    return sorted(experiment.split(campaign, plan, guests, weights=weights).items())
+
+
+def _testing_first(campaign: Campaign, plan: Plan) -> bool:
+    return (
+        plan.experiment is not None
+        and plan.experiment.test_fraction is not None
+        and experiment.phase(campaign) == experiment.TEST
     )
 
 
@@ -221,15 +277,19 @@ def _rows(
     *,
     started: datetime,
     now: datetime,
+    chosen: dict[uuid.UUID, SendChoice] | None = None,
 ) -> tuple[list[bulk.Slot], list[bulk.DeliveryRow]]:
-    """The batch's send times (few: one per zone and occurrence) and one row per guest and
-    send time. The per-guest loop does only dictionary look-ups: it runs 50,000 times."""
+    """The batch's send times (few: one per zone and occurrence, or per hour of the send-time
+    window) and one row per guest and send time. The per-guest loop does only dictionary
+    look-ups: it runs 50,000 times."""
     slots: list[bulk.Slot] = []
     slot_of: dict[datetime, int] = {}
     by_zone: dict[str | None, list[int]] = {}
     keyed = plan.condition is not None
     rows: list[bulk.DeliveryRow] = []
     append = rows.append
+    if chosen is not None:
+        return _chosen_rows(campaign_id, plan, guests, chosen, now=now)
     for guest in guests:
         indexes = by_zone.get(guest.timezone)
         if indexes is None:
@@ -242,7 +302,32 @@ def _rows(
                 indexes.append(slot_of[send_at])
         key = cancellation_key(campaign_id, guest.contact_id) if keyed else None
         for index in indexes:
-            append((guest.contact_id, index, key))
+            append((guest.contact_id, index, key, None))
+    return slots, rows
+
+
+def _chosen_rows(
+    campaign_id: uuid.UUID,
+    plan: Plan,
+    guests: Sequence[Recipient],
+    chosen: dict[uuid.UUID, SendChoice],
+    *,
+    now: datetime,
+) -> tuple[list[bulk.Slot], list[bulk.DeliveryRow]]:
+    # one delivery per guest at the optimiser's time, with its confidence
+    slots: list[bulk.Slot] = []
+    slot_of: dict[datetime, int] = {}
+    keyed = plan.condition is not None
+    rows: list[bulk.DeliveryRow] = []
+    for guest in guests:
+        choice = chosen[guest.contact_id]
+        index = slot_of.get(choice.send_at)
+        if index is None:
+            index = slot_of[choice.send_at] = len(slots)
+            status = DeliveryStatus.SCHEDULED if choice.send_at > now else DeliveryStatus.QUEUED
+            slots.append(bulk.Slot(choice.send_at, status))
+        key = cancellation_key(campaign_id, guest.contact_id) if keyed else None
+        rows.append((guest.contact_id, index, key, round(choice.confidence, 4)))
     return slots, rows
 
 
@@ -305,6 +390,8 @@ class FanoutRunner:
 
     async def run_once(self) -> int:
         """Take and fan out the runnable campaigns found now; return how many were taken."""
+        async with self._sessions() as session, session.begin():
+            await experiment.start_rollouts(session, now=utc_now())
         async with self._sessions() as session:
             found = await repository.runnable(session, now=utc_now())
         taken = 0

@@ -22,12 +22,19 @@ class CampaignStatus(StrEnum):
     RUNNING = "running"
     PAUSED = "paused"  # fan-out stopped and unclaimed deliveries held until resumed
     COMPLETED = "completed"
+    # an experiment's test fraction is out: waiting for a winner (or its wait) to roll out
+    TESTING = "testing"
     CANCELLED = "cancelled"
     FAILED = "failed"  # the fan-out stopped on an error (``error`` says which)
 
 
 #: statuses in which a campaign's deliveries may still go out (reminders are rechecked)
-ACTIVE = (CampaignStatus.RUNNING, CampaignStatus.PAUSED, CampaignStatus.COMPLETED)
+ACTIVE = (
+    CampaignStatus.RUNNING,
+    CampaignStatus.PAUSED,
+    CampaignStatus.COMPLETED,
+    CampaignStatus.TESTING,
+)
 
 
 class Campaign(Base):

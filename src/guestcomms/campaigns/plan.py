@@ -14,6 +14,7 @@ from datetime import datetime
 from guestcomms.audiences.selection import AudienceSpec, CompiledAudience, compile_audience
 from guestcomms.campaigns.models import Campaign
 from guestcomms.campaigns.repository import CampaignRepository
+from guestcomms.campaigns.schemas import ExperimentSpec, SendTimeSpec
 from guestcomms.domain.enums import Channel
 from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.domain.schedule import (
@@ -39,6 +40,17 @@ from guestcomms.templates.repository import TemplateRepository
 MAX_OCCURRENCES = 100  # deliveries per guest and campaign, at most (a recurrence is cut there)
 
 
+@dataclass(frozen=True, slots=True)
+class Arm:
+    """One arm of a campaign's experiment, resolved: its template version, the channel its
+    deliveries try first, and its weight."""
+
+    name: str
+    version: TemplateVersion
+    channel: str
+    weight: float
+
+
 @dataclass(slots=True)
 class Plan:
     """A valid campaign, resolved. ``audience`` is what the fan-out pages through (the saved
@@ -54,6 +66,9 @@ class Plan:
     schedule: Schedule | None  # None: send when the campaign starts
     recurrence: Recurrence | None
     organization_zone: str
+    experiment: ExperimentSpec | None = None
+    arms: list[Arm] = field(default_factory=list)  # empty without an experiment
+    send_time: SendTimeSpec | None = None
     #: whether guests in different zones get different send times (computed once: the
     #: fan-out asks for every guest)
     zone_dependent: bool = False
@@ -123,17 +138,73 @@ async def resolve(
     event = await _event(repo, campaign)
     schedule, recurrence = _timing(campaign, event)
     audience, condition = await _audiences(repo, campaign, recurrence)
+    names = [c.value for c in channels] if channels else [template.channel]
+    experiment = (
+        ExperimentSpec.model_validate(
+            {k: v for k, v in campaign.experiment.items() if k != "state"}
+        )
+        if campaign.experiment
+        else None
+    )
+    send_time = SendTimeSpec.model_validate(campaign.send_time) if campaign.send_time else None
+    if send_time is not None and recurrence is not None:
+        raise ValidationFailedError(
+            "send_time chooses one time per guest: it cannot be combined with a recurrence",
+            field="send_time",
+        )
     return Plan(
         template=template,
         version=version,
-        channels=[c.value for c in channels] if channels else [template.channel],
+        channels=names,
         event=event,
         audience=audience,
         condition=condition,
         schedule=schedule,
         recurrence=recurrence,
         organization_zone=await repo.organization_timezone(),
+        experiment=experiment,
+        arms=await _arms(templates, campaign, experiment, version=version, channels=names),
+        send_time=send_time,
     )
+
+
+async def _arms(
+    templates: TemplateRepository,
+    campaign: Campaign,
+    experiment: ExperimentSpec | None,
+    *,
+    version: TemplateVersion,
+    channels: list[str],
+) -> list[Arm]:
+    """Each variant resolved and checked like the campaign's own template and channels."""
+    if experiment is None:
+        return []
+    arms: list[Arm] = []
+    for index, variant in enumerate(experiment.variants):
+        where = f"experiment.variants.{index}"
+        arm_version = version
+        if variant.template_id is not None:
+            _, arm_version = await template_for_send(
+                templates, variant.template_id, field=f"{where}.template_id"
+            )
+        channel = variant.channel.value if variant.channel else channels[0]
+        if channel not in channels:
+            raise ValidationFailedError(
+                f"channel {channel!r} is not one of the campaign's channels {channels}",
+                field=f"{where}.channel",
+            )
+        try:
+            check_channels(arm_version, [Channel(c) for c in channels])
+            check_declared(arm_version, campaign.variables, field="variables")
+        except ValidationFailedError as e:
+            raise ValidationFailedError(e.message, field=f"{where}.template_id") from e
+        for name in unset_variables(arm_version, campaign.variables):
+            raise ValidationFailedError(
+                f"missing value for template variable {name!r} of variant {variant.name!r}",
+                field=f"variables.{name}",
+            )
+        arms.append(Arm(variant.name, arm_version, channel, variant.weight))
+    return arms
 
 
 async def _event(repo: CampaignRepository, campaign: Campaign) -> Event | None:

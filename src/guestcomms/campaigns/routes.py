@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.api.deps import Caller, CallerDep, RuntimeDep, SessionDep
 from guestcomms.api.params import Limit, body_id, page_size, path_id, split_page
+from guestcomms.campaigns import experiment
 from guestcomms.campaigns.reminders import cancel_by_key
 from guestcomms.campaigns.repository import CampaignRepository
 from guestcomms.campaigns.schemas import (
@@ -22,9 +23,11 @@ from guestcomms.campaigns.schemas import (
     CampaignUpdate,
     CancelByKey,
     CancelByKeyResult,
+    ExperimentResult,
 )
 from guestcomms.campaigns.service import CampaignService
 from guestcomms.domain.ids import IdKind, to_public
+from guestcomms.errors import NotFoundError
 from guestcomms.templates.repository import TemplateRepository
 
 router = APIRouter(prefix="/v1/campaigns", tags=["campaigns"])
@@ -89,6 +92,21 @@ async def get_campaign(campaign_id: str, session: SessionDep, caller: CallerDep)
     key = path_id(IdKind.CAMPAIGN, campaign_id, what="campaign")
     service = _service(session, caller)
     return await service.view(await service.get(key))
+
+
+@router.get("/{campaign_id}/experiment", summary="A campaign's experiment results")
+async def get_experiment(
+    campaign_id: str, session: SessionDep, caller: CallerDep
+) -> ExperimentResult:
+    """Each arm's sends, successes (unique human opens or clicks), rate with its interval and
+    probability of being best, and the sequential test's decision with its reason; 404 for a
+    campaign without an experiment."""
+    caller.require("messages:read")
+    key = path_id(IdKind.CAMPAIGN, campaign_id, what="campaign")
+    campaign = await _service(session, caller).get(key)
+    if not campaign.experiment:
+        raise NotFoundError("the campaign runs no experiment")
+    return await experiment.results(session, campaign)
 
 
 @router.patch("/{campaign_id}", summary="Edit a campaign")

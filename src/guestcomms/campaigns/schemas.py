@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -19,6 +19,68 @@ _RECURRENCE_HELP = (
     'repeat: {"every_days": 3, "count": 4} (or "until", "until_days_before_event"), with an '
     'optional "while" filter: a guest for whom it stops holding gets none of the rest'
 )
+
+
+class VariantSpec(BaseModel):
+    """One arm of an experiment: another template (e.g. a clone with another subject line)
+    and/or another first channel than the campaign's, and its share of the traffic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=50)
+    template_id: str | None = Field(default=None, description="default: the campaign's")
+    channel: Channel | None = Field(
+        default=None,
+        description="the channel tried first, one of the campaign's channels (later ones "
+        "are still the fall-back); default: the campaign's first",
+    )
+    weight: float = Field(default=1.0, gt=0, le=1000)
+
+
+class ExperimentSpec(BaseModel):
+    """An A/B test over the campaign's guests (docs/experiments.md): each guest is assigned
+    an arm by a hash of the campaign and the contact, so a re-run never moves them."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    variants: list[VariantSpec] = Field(min_length=2, max_length=5)
+    metric: Literal["open", "click"] = Field(
+        default="open", description="what counts as a success: a unique human open or click"
+    )
+    confidence: float = Field(default=0.95, ge=0.90, le=0.999)
+    min_sample_per_arm: int = Field(default=200, ge=10, le=1_000_000)
+    mode: Literal["fixed", "thompson"] = Field(
+        default="fixed",
+        description="thompson: each batch of the fan-out shifts traffic to the arm likeliest "
+        "to be best so far (at least 5% to every arm)",
+    )
+    test_fraction: float | None = Field(
+        default=None,
+        gt=0,
+        lt=1,
+        description="send the experiment to this share of the guests first; the rest get "
+        "the winner once it is declared, or the first variant after wait_hours",
+    )
+    wait_hours: float = Field(default=4.0, gt=0, le=168)
+
+    @field_validator("variants")
+    @classmethod
+    def _unique_names(cls, value: list[VariantSpec]) -> list[VariantSpec]:
+        if len({v.name for v in value}) != len(value):
+            raise ValueError("variant names must be unique")
+        return value
+
+
+class SendTimeSpec(BaseModel):
+    """Send each guest at their best time within a window that opens at the campaign's
+    scheduled time (docs/send-time.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    window_hours: float = Field(default=24.0, ge=1, le=168)
+    max_share: float = Field(
+        default=0.2, gt=0, le=1, description="at most this share of the guests in one hour"
+    )
 
 
 class CampaignCreate(BaseModel):
@@ -42,6 +104,8 @@ class CampaignCreate(BaseModel):
     variables: dict[str, Any] = Field(default_factory=dict)
     schedule: dict[str, Any] = Field(default_factory=dict, description=_SCHEDULE_HELP)
     recurrence: dict[str, Any] | None = Field(default=None, description=_RECURRENCE_HELP)
+    experiment: ExperimentSpec | None = None
+    send_time: SendTimeSpec | None = None
 
 
 class CampaignUpdate(BaseModel):
@@ -61,6 +125,8 @@ class CampaignUpdate(BaseModel):
     variables: dict[str, Any] | None = None
     schedule: dict[str, Any] | None = None
     recurrence: dict[str, Any] | None = None
+    experiment: ExperimentSpec | None = None
+    send_time: SendTimeSpec | None = None
 
     @field_validator("name", "priority", "dedupe_households")
     @classmethod
@@ -88,6 +154,8 @@ class CampaignOut(BaseModel):
     variables: dict[str, Any]
     schedule: dict[str, Any]
     recurrence: dict[str, Any] | None
+    experiment: dict[str, Any] | None
+    send_time: dict[str, Any] | None
     cancellation_key: str | None = Field(
         description="with a `while` recurrence, each guest's deliveries carry the key "
         "`<this>:<contact hex>`"
@@ -174,3 +242,26 @@ class CancelByKeyResult(BaseModel):
 
     cancellation_key: str
     cancelled: int
+
+
+class ArmResult(BaseModel):
+    """One arm of an experiment so far."""
+
+    name: str
+    sent: int
+    successes: int
+    rate: float
+    interval: tuple[float, float] = Field(description="Wilson interval at the confidence")
+    probability_best: float
+
+
+class ExperimentResult(BaseModel):
+    """An experiment's arms, and the decision of the sequential test with its reason."""
+
+    status: str = Field(description="waiting, running, winner or inconclusive")
+    phase: str = Field(description="test (the test fraction) or rollout (everyone else)")
+    winner: str | None
+    reason: str
+    metric: str
+    confidence: float
+    arms: list[ArmResult]

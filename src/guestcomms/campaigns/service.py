@@ -253,6 +253,8 @@ def campaign_out(
         variables=dict(campaign.variables or {}),
         schedule=dict(campaign.schedule or {}),
         recurrence=dict(campaign.recurrence) if campaign.recurrence else None,
+        experiment=dict(campaign.experiment) if campaign.experiment else None,
+        send_time=dict(campaign.send_time) if campaign.send_time else None,
         cancellation_key=campaign.cancellation_key,
         message_id=to_public(IdKind.MESSAGE, message.id) if message else None,
         total=campaign.total,
@@ -293,6 +295,8 @@ _CONVERT: dict[str, Callable[[Any], Any]] = {
     "variables": lambda v: dict(v or {}),
     "schedule": lambda v: dict(v or {}),
     "dedupe_households": bool,
+    "experiment": lambda v: dict(v) if v else None,
+    "send_time": lambda v: dict(v) if v else None,
 }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.compliance.gate import Purpose, consent_channel
@@ -22,7 +23,11 @@ from guestcomms.compliance.records import ConsentRepository
 from guestcomms.compliance.repository import SuppressionRepository
 from guestcomms.compliance.unsubscribe import UnsubscribeClaim
 from guestcomms.contacts.models import Contact
+from guestcomms.db.queue import insert_events
+from guestcomms.domain.clock import utc_now
+from guestcomms.domain.enums import EventType
 from guestcomms.errors import NotFoundError
+from guestcomms.messages.models import Delivery
 from guestcomms.organizations.models import Organization
 
 PAGE_SOURCE = "preference-page"
@@ -45,9 +50,20 @@ async def unsubscribe(session: AsyncSession, claim: UnsubscribeClaim, *, source:
     if contact is None or address is None:
         return
     proof = {"delivery_id": claim.delivery_id.hex}
-    await SuppressionRepository(session, claim.organization_id).suppress(
+    added = await SuppressionRepository(session, claim.organization_id).suppress(
         channel=channel, address=address, reason="unsubscribe", source=source, detail=proof
     )
+    delivery = await session.scalar(
+        select(Delivery.id).where(
+            Delivery.organization_id == claim.organization_id, Delivery.id == claim.delivery_id
+        )
+    )
+    if added and delivery is not None:  # analytics count it against the message it came in
+        await insert_events(
+            session,
+            [(claim.organization_id, delivery, EventType.UNSUBSCRIBED, {"source": source})],
+            now=utc_now(),
+        )
     await repo.record(
         contact_id=contact.id,
         channel=channel,

@@ -47,6 +47,7 @@ _SETTINGS_FIELDS = (
     "sms_help_text",
     "quiet_hours",
     "frequency_caps",
+    "tracking",
 )
 
 
@@ -182,7 +183,9 @@ async def _organization(session: SessionDep, organization_id: uuid.UUID) -> Orga
 
 def _settings_out(organization: Organization) -> ComplianceSettings:
     settings = organization.settings or {}
-    return ComplianceSettings(**{name: settings.get(name) for name in _SETTINGS_FIELDS})
+    values = {name: settings.get(name) for name in _SETTINGS_FIELDS}
+    values["tracking"] = settings.get("tracking") is not False  # unset: on
+    return ComplianceSettings(**values)
 
 
 @router.get("/v1/organization/settings", summary="The organization's compliance settings")
@@ -206,7 +209,7 @@ async def update_organization_settings(
         for name, value in changes.items():
             if value is None or not str(value).strip():
                 settings.pop(name, None)
-            else:  # the text fields stripped; quiet_hours and frequency_caps as objects
+            else:  # the text fields stripped; the others (objects, tracking's bool) as given
                 settings[name] = value.strip() if isinstance(value, str) else value
         organization.settings = settings  # a new dict, so the JSON column is written
         return _settings_out(organization)

@@ -113,6 +113,9 @@ class ComplianceSettings(BaseModel):
     )
     quiet_hours: QuietHoursSetting | None = None
     frequency_caps: dict[ConsentChannel, FrequencyCapSetting] | None = None
+    # open pixel and click redirects in emails (tracking/): on unless set to false here or
+    # in a message's `tracking`; read back as true or false, `null` in a change means true
+    tracking: bool | None = None
 
 
 class ComplianceSettingsUpdate(ComplianceSettings):

@@ -38,23 +38,27 @@ _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for SQLite 
 _SQLITE_DELIVERIES = """
 INSERT INTO deliveries (
     id, organization_id, message_id, contact_id, channel, status, priority, send_at,
-    attempts, idempotency_key, template_version_id, cancellation_key, created_at, updated_at
+    attempts, idempotency_key, template_version_id, cancellation_key, experiment_arm,
+    send_time_confidence, created_at, updated_at
 )
 SELECT json_extract(value, '$[0]'), :org, :message, json_extract(value, '$[1]'), :channel,
        json_extract(value, '$[3]'), :priority, json_extract(value, '$[2]'), 0,
-       'dlv_' || json_extract(value, '$[0]'), :version, json_extract(value, '$[4]'), :now, :now
+       'dlv_' || json_extract(value, '$[0]'), :version, json_extract(value, '$[4]'), :arm,
+       json_extract(value, '$[5]'), :now, :now
 FROM json_each(:rows)
 """
 
 _PG_DELIVERIES = """
 INSERT INTO deliveries (
     id, organization_id, message_id, contact_id, channel, status, priority, send_at,
-    attempts, idempotency_key, template_version_id, cancellation_key, created_at, updated_at
+    attempts, idempotency_key, template_version_id, cancellation_key, experiment_arm,
+    send_time_confidence, created_at, updated_at
 )
 SELECT r.id, $1, $2, r.contact_id, $3, r.status, $4, r.send_at, 0, r.idempotency_key, $5,
-       r.cancellation_key, $6, $6
-FROM unnest($7::uuid[], $8::uuid[], $9::timestamptz[], $10::text[], $11::text[], $12::text[])
-     AS r(id, contact_id, send_at, status, idempotency_key, cancellation_key)
+       r.cancellation_key, $7, r.confidence, $6, $6
+FROM unnest($8::uuid[], $9::uuid[], $10::timestamptz[], $11::text[], $12::text[], $13::text[],
+            $14::float8[])
+     AS r(id, contact_id, send_at, status, idempotency_key, cancellation_key, confidence)
 """
 
 _SQLITE_EVENTS = """
@@ -80,6 +84,7 @@ class DeliveryColumns:
     priority: int
     template_version_id: uuid.UUID
     now: datetime
+    experiment_arm: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,8 +96,9 @@ class Slot:
     status: DeliveryStatus
 
 
-#: one delivery: (contact id, index into the batch's slots, cancellation key or None)
-DeliveryRow = tuple[uuid.UUID, int, str | None]
+#: one delivery: (contact id, index into the batch's slots, cancellation key or None,
+#: send-time confidence or None)
+DeliveryRow = tuple[uuid.UUID, int, str | None, float | None]
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -142,9 +148,9 @@ async def _insert_deliveries_sqlite(
     encoded = [(_sqlite_time(s.send_at), s.status.value) for s in slots]
     uuid7 = uuid_utils.uuid7
     payload = []
-    for contact_id, slot, key in rows:
+    for contact_id, slot, key, confidence in rows:
         send_at, status = encoded[slot]
-        payload.append((uuid7().hex, contact_id.hex, send_at, status, key))
+        payload.append((uuid7().hex, contact_id.hex, send_at, status, key, confidence))
     conn = await session.connection()
     await conn.exec_driver_sql(
         _SQLITE_DELIVERIES,
@@ -154,6 +160,7 @@ async def _insert_deliveries_sqlite(
             "channel": common.channel,
             "priority": common.priority,
             "version": common.template_version_id.hex,
+            "arm": common.experiment_arm,
             "now": _sqlite_time(common.now),
             "rows": json.dumps(payload, separators=(",", ":")),
         },
@@ -168,8 +175,8 @@ async def _insert_deliveries_pg(
     rows: Sequence[DeliveryRow],
 ) -> None:
     uuid7 = uuid_utils.uuid7
-    ids, contacts, send_ats, statuses, keys, cancels = [], [], [], [], [], []
-    for contact_id, slot, key in rows:
+    ids, contacts, send_ats, statuses, keys, cancels, confidences = [], [], [], [], [], [], []
+    for contact_id, slot, key, confidence in rows:
         new = uuid7()
         ids.append(new)  # asyncpg encodes anything with ``.bytes`` as a uuid
         contacts.append(contact_id)
@@ -177,6 +184,7 @@ async def _insert_deliveries_pg(
         statuses.append(slots[slot].status.value)
         keys.append("dlv_" + new.hex)
         cancels.append(key)
+        confidences.append(confidence)
     _, raw = await _raw_asyncpg(session)
     await raw.execute(
         _PG_DELIVERIES,
@@ -186,12 +194,14 @@ async def _insert_deliveries_pg(
         common.priority,
         common.template_version_id,
         common.now,
+        common.experiment_arm,
         ids,
         contacts,
         send_ats,
         statuses,
         keys,
         cancels,
+        confidences,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from guestcomms.analytics.models import AnalyticsLinkRollup, AnalyticsRollup, AnalyticsWatermark
 from guestcomms.audiences.models import Audience
 from guestcomms.audit.models import AuditEntry, AuditHead
 from guestcomms.campaigns.models import Campaign
@@ -21,6 +22,9 @@ from guestcomms.tracking.models import TrackingEvent
 from guestcomms.webhooks.models import WebhookEndpoint
 
 __all__ = [
+    "AnalyticsLinkRollup",
+    "AnalyticsRollup",
+    "AnalyticsWatermark",
     "ApiKey",
     "Audience",
     "AuditEntry",

@@ -13,7 +13,7 @@ import functools
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -466,3 +466,19 @@ async def release(
         session, [(r.organization_id, r.id, EventType.RELEASED, None) for r in rows], now=now
     )
     return len(rows)
+
+
+def hour_bucket(column: ColumnElement[Any], *, postgres: bool) -> ColumnElement[Any]:
+    """The UTC hour of a timestamp column, for analytics' GROUP BY (``parse_hour`` reads it):
+    a UTC timestamp on PostgreSQL, the text ``YYYY-MM-DD HH`` of the stored UTC value on
+    SQLite (which keeps timestamps as ISO text)."""
+    if postgres:
+        return func.date_trunc("hour", func.timezone("UTC", column))
+    return func.substr(column, 1, 13)
+
+
+def parse_hour(value: datetime | str) -> datetime:
+    """An ``hour_bucket`` value as an aware UTC datetime."""
+    if isinstance(value, str):
+        return datetime.strptime(value, "%Y-%m-%d %H").replace(tzinfo=UTC)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

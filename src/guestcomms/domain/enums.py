@@ -72,6 +72,7 @@ class EventType(StrEnum):
     DELIVERED = "delivered"
     BOUNCED = "bounced"
     COMPLAINED = "complained"
+    UNSUBSCRIBED = "unsubscribed"  # the guest used the delivery's unsubscribe link
     FAILED = "failed"
     RETRY_SCHEDULED = "retry_scheduled"
     LEASE_EXPIRED = "lease_expired"

@@ -8,7 +8,9 @@ then it renders the template version's content for the channel in the sandbox (c
 version, channel and locale variant; the variant and the locale dates and numbers are
 formatted in come from the contact's locale, then the organization's default) and builds the
 channel's item: an email with its deterministic Message-ID, an SMS, a call, a push
-notification or an in-app message. What quiet hours or a frequency cap hold back
+notification or an in-app message. An email of a message and organization with tracking on
+(``tracking/rewrite.py``) gets its links wrapped in signed click redirects and an open pixel,
+after the unsubscribe footer, whose link stays direct. What quiet hours or a frequency cap hold back
 (engine/pacing.py) comes out as a :class:`DeferredError` with the instant it may go.
 
 Loading (three or four queries per batch) happens in a session; rendering after it closes.
@@ -59,6 +61,7 @@ from guestcomms.organizations.models import Organization
 from guestcomms.templates.i18n import DEFAULT_LOCALE, babel_locale, candidates, choose_variant
 from guestcomms.templates.models import TemplateVersion
 from guestcomms.templates.sandbox import TemplateRenderer, TemplateRenderError, build_context
+from guestcomms.tracking.rewrite import rewrite_for_tracking
 from guestcomms.webhooks.repository import WebhookEndpointRepository
 from guestcomms.webhooks.secrets import active_secrets
 
@@ -159,6 +162,7 @@ class _MessageFacts:
     variables: dict[str, Any]
     channels: list[str]
     event_id: uuid.UUID | None = None  # the event the message is about: `event`, `guest`
+    tracking: bool = True  # the message's switch; the organization's is read per batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +185,17 @@ class Loaded:
     deferred: dict[uuid.UUID, Deferral] = field(default_factory=dict)  # quiet hours, caps
     # marketing emails cleared by the compliance gate, with their footer's sender identity
     marketing: dict[uuid.UUID, SenderIdentity] = field(default_factory=dict)
+    # emails to send with open and click tracking (message and organization switches on)
+    tracked: frozenset[uuid.UUID] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class TrackingLinks:
+    """What tracking needs: the MAC key (``tracking.tokens.tracking_key``) and the public
+    base URL the pixel and redirects are served from."""
+
+    key: bytes
+    base_url: str
 
 
 class _Lru(OrderedDict[uuid.UUID, Any]):
@@ -226,8 +241,10 @@ class Composer:
         renderer: TemplateRenderer | None = None,
         pacer: Pacer | None = None,
         unsubscribe: UnsubscribeLinks | None = None,
+        tracking: TrackingLinks | None = None,
     ) -> None:
         self._unsubscribe = unsubscribe  # None: marketing emails get no links (tests, previews)
+        self._tracking = tracking  # None: no email is tracked (tests, previews)
         self._sender = sender
         self._reply_to = reply_to
         self._domain = message_id_domain or address_domain(sender)
@@ -271,6 +288,7 @@ class Composer:
             suppressed=gate.blocked,
             marketing=gate.marketing,
             webhook_secrets=await self._webhook_secrets(session, batch, plans),
+            tracked=await self._tracked(session, batch, plans),
             localized=await self._localize(session, batch, contacts),
             events=await load_event_context(
                 session,
@@ -316,6 +334,31 @@ class Composer:
             )
             localized[delivery.id] = Localized(variant, locale or DEFAULT_LOCALE)
         return localized
+
+    async def _tracked(
+        self,
+        session: AsyncSession,
+        batch: Sequence[ClaimedDelivery],
+        plans: dict[uuid.UUID, _Plan],
+    ) -> frozenset[uuid.UUID]:
+        """The emails of ``batch`` to track: the message's ``tracking`` is on and the
+        organization's settings do not say ``"tracking": false``. At most one query."""
+        if self._tracking is None:
+            return frozenset()
+        emails = [
+            d
+            for d in batch
+            if plans[d.id].channel == Channel.EMAIL and self._messages[d.message_id].tracking
+        ]
+        if not emails:
+            return frozenset()
+        rows = await session.execute(
+            select(Organization.id, Organization.settings).where(
+                Organization.id.in_({d.organization_id for d in emails})
+            )
+        )
+        off = {row.id for row in rows if (row.settings or {}).get("tracking") is False}
+        return frozenset(d.id for d in emails if d.organization_id not in off)
 
     async def _webhook_secrets(
         self,
@@ -468,6 +511,8 @@ class Composer:
             headers = self._unsubscribe.headers(claim)
             text = text + footer_text(identity, url)
             html = html + footer_html(identity, url) if html is not None else None
+        if delivery.id in loaded.tracked:
+            text, html = self._track(delivery, text=text, html=html)
         return OutgoingEmail(
             delivery_id=delivery.id,
             organization_id=delivery.organization_id,
@@ -482,6 +527,22 @@ class Composer:
             reply_to=self._reply_to,
             headers=headers,
         )
+
+    def _track(
+        self, delivery: ClaimedDelivery, *, text: str, html: str | None
+    ) -> tuple[str, str | None]:
+        """``text`` and ``html`` with click redirects and (in the HTML) an open pixel."""
+        if self._tracking is None:  # pragma: no cover - load() tracks nothing then
+            return text, html
+        tracked = rewrite_for_tracking(
+            key=self._tracking.key,
+            base_url=self._tracking.base_url,
+            organization_id=delivery.organization_id,
+            delivery_id=delivery.id,
+            html=html,
+            text=text,
+        )
+        return tracked.text if tracked.text is not None else text, tracked.html
 
     def _content(self, delivery: ClaimedDelivery, channel: str, loaded: Loaded) -> dict[str, Any]:
         version: _Version = self._versions[delivery.template_version_id]
@@ -705,14 +766,22 @@ class Composer:
             return
         rows = await session.execute(
             select(
-                Message.id, Message.variables, Message.channels, Message.channel, Message.event_id
+                Message.id,
+                Message.variables,
+                Message.channels,
+                Message.channel,
+                Message.event_id,
+                Message.tracking,
             ).where(Message.id.in_(missing))
         )
         for row in rows:
             self._messages.remember(
                 row.id,
                 _MessageFacts(
-                    row.variables or {}, list(row.channels or [row.channel]), row.event_id
+                    row.variables or {},
+                    list(row.channels or [row.channel]),
+                    row.event_id,
+                    row.tracking,
                 ),
             )
 

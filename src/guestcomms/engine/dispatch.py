@@ -33,6 +33,7 @@ from guestcomms.channels.urgency import is_urgent
 from guestcomms.domain.breaker import BreakerConfig, CircuitBreaker
 from guestcomms.domain.routing import Router
 from guestcomms.engine.directory import ProviderDirectory, Route
+from guestcomms.engine.metrics import Metrics
 from guestcomms.engine.ratelimit import RateLimiter, RateLimitWaitTooLongError
 
 log = structlog.get_logger("guestcomms.dispatch")
@@ -48,6 +49,7 @@ class Dispatched:
 
     result: SendResult
     provider: str | None
+    kind: str | None = None  # the provider's kind ("outbox", "sendgrid"): the metrics' label
 
 
 class Dispatcher:
@@ -61,13 +63,18 @@ class Dispatcher:
         router: Router | None = None,
         breaker_config: BreakerConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.directory = directory
+        self.metrics = metrics or Metrics()
         self._limiter = limiter
         self._router = router or Router()
         self._breaker_config = breaker_config or BreakerConfig()
         self.clock = clock
         self.breakers: dict[str, CircuitBreaker] = {}
+        # route key -> (channel, provider kind): the labels of its breaker's metric
+        self.route_labels: dict[str, tuple[str, str]] = {}
+        self.metrics.watch(self)  # its breakers appear in the metrics
 
     def breaker(self, key: str) -> CircuitBreaker:
         """The breaker of the route with this key (created closed)."""
@@ -81,6 +88,8 @@ class Dispatcher:
         """One outcome per item, in order. Never raises for an item."""
         routes, strategy = await self.directory.routes(organization_id, channel)
         by_name = {r.name: r for r in routes}
+        for r in routes:
+            self.route_labels.setdefault(r.key, (channel, r.provider.name))
         breakers = {r.name: self.breaker(r.key) for r in routes}
         plan = self._router.plan(
             [r.choice for r in routes], strategy=strategy, breakers=breakers, now=self.clock()
@@ -93,10 +102,10 @@ class Dispatcher:
             route = by_name[name]
             if not breakers[name].allow(self.clock()):
                 continue
-            results = await self._send_via(route, [items[i] for i in pending])
+            results = await self._send_via(route, channel, [items[i] for i in pending])
             retry_elsewhere = []
             for index, result in zip(pending, results, strict=True):
-                outcomes[index] = Dispatched(result, route.name)
+                outcomes[index] = Dispatched(result, route.name, route.provider.name)
                 if _try_next(result):
                     retry_elsewhere.append(index)
             await self._learn(route, results)
@@ -108,12 +117,30 @@ class Dispatcher:
                 )
         return [outcomes[i] for i in range(len(items))]
 
-    async def _send_via(self, route: Route, items: Sequence[OutgoingItem]) -> list[SendResult]:
+    async def _send_via(
+        self, route: Route, channel: str, items: Sequence[OutgoingItem]
+    ) -> list[SendResult]:
         if route.rate_per_second is None:
-            return await route.provider.send_batch(items)
-        return list(await asyncio.gather(*(self._send_limited(route, item) for item in items)))
+            return await self._timed(route, channel, items)
+        return list(
+            await asyncio.gather(*(self._send_limited(route, channel, item) for item in items))
+        )
 
-    async def _send_limited(self, route: Route, item: OutgoingItem) -> SendResult:
+    async def _timed(
+        self, route: Route, channel: str, items: Sequence[OutgoingItem]
+    ) -> list[SendResult]:
+        """The provider's call, its duration observed once per item (the latency metric)."""
+        started = time.perf_counter()
+        results = await route.provider.send_batch(items)
+        self.metrics.observe_send(
+            channel=channel,
+            provider=route.provider.name,
+            seconds=time.perf_counter() - started,
+            items=len(items),
+        )
+        return results
+
+    async def _send_limited(self, route: Route, channel: str, item: OutgoingItem) -> SendResult:
         assert route.rate_per_second is not None  # noqa: S101 - checked by the caller
         try:
             await self._limiter.acquire(
@@ -126,7 +153,7 @@ class Dispatcher:
             return RateLimitedError(
                 f"{route.name} is over its rate limit", retry_after_seconds=e.retry_after_seconds
             )
-        [result] = await route.provider.send_batch([item])
+        [result] = await self._timed(route, channel, [item])
         return result
 
     async def _learn(self, route: Route, results: Sequence[SendResult]) -> None:

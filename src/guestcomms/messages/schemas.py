@@ -57,6 +57,11 @@ class MessageCreate(BaseModel):
         "`guest` (the recipient's RSVP, table...)",
         examples=["evt_0193..."],
     )
+    tracking: bool = Field(
+        default=True,
+        description="an open pixel and click redirects in its emails (also off when the "
+        "organization's settings say `tracking: false`)",
+    )
 
 
 class MessageAccepted(BaseModel):
@@ -94,6 +99,14 @@ class DeliveryOut(BaseModel):
     provider: str | None
     provider_message_id: str | None
     last_error: str | None
+    experiment_arm: int | None = Field(
+        default=None, description="the campaign experiment's arm (index of its variant)"
+    )
+    send_time_confidence: float | None = Field(
+        default=None,
+        description="send-time optimisation: the share of the chosen send_at resting on the "
+        "guest's own history (0: the event's or organization's pattern alone)",
+    )
     updated_at: datetime
     events: list[DeliveryEventOut]
 

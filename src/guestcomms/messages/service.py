@@ -163,6 +163,7 @@ class MessageService:
             variables=data.variables,
             recipient_count=len(recipients.order),
             event_id=event_id,
+            tracking=data.tracking,
             created_at=now,
         )
         await self._messages.add_message(message)

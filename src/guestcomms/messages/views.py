@@ -51,6 +51,8 @@ def delivery_view(delivery: Delivery, events: Sequence[DeliveryEvent]) -> Delive
         provider=delivery.provider,
         provider_message_id=delivery.provider_message_id,
         last_error=delivery.last_error,
+        experiment_arm=delivery.experiment_arm,
+        send_time_confidence=delivery.send_time_confidence,
         updated_at=delivery.updated_at,
         events=history,
     )

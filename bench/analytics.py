@@ -1,0 +1,415 @@
+"""``python -m bench.analytics``: analytics query latency over a generated history.
+
+Seeds deliveries with known outcomes (``seed_history``, also used by
+tests/integration/test_analytics.py) until about ``--events`` delivery events exist, runs
+the rollup job, then times ``GET /v1/analytics`` for every scope (through the app, with its
+key check), and prints p50/p99 per database. PostgreSQL is skipped when unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import random
+import statistics
+import tempfile
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from guestcomms.analytics.models import AnalyticsRollup
+from guestcomms.analytics.rollup import roll_up
+from guestcomms.campaigns.models import Campaign
+from guestcomms.contacts.models import Contact
+from guestcomms.db.engine import create_engine, create_session_factory
+from guestcomms.db.migrate import upgrade
+from guestcomms.domain.ids import IdKind, to_public
+from guestcomms.events.models import Event
+from guestcomms.messages.models import Delivery, DeliveryEvent, Message
+from guestcomms.organizations.models import Organization
+from guestcomms.templates.models import Template, TemplateVersion
+from guestcomms.tracking.models import TrackingEvent
+
+START = datetime(2025, 3, 1, tzinfo=UTC)  # spans the US change to summer time (March 9)
+CHANNELS = ("email", "email", "email", "sms")
+PROVIDERS = {"email": ("sendgrid", "ses"), "sms": ("twilio",)}
+URLS = ("https://example.com/rsvp", "https://example.com/venue", "https://example.com/gifts")
+INSERT_CHUNK = 5000
+
+
+def uuid7_at(moment: datetime, rng: random.Random) -> uuid.UUID:
+    """A UUIDv7 made at ``moment`` (its millisecond), random in its other bits."""
+    millis = int(moment.timestamp() * 1000)
+    value = (millis << 80) | (0x7 << 76) | (rng.getrandbits(12) << 64)
+    return uuid.UUID(int=value | (0b10 << 62) | rng.getrandbits(62))
+
+
+@dataclass
+class History:
+    """What was generated: the organization, its scopes, and every event written."""
+
+    organization_id: uuid.UUID
+    messages: list[uuid.UUID]
+    message_campaign: dict[uuid.UUID, uuid.UUID | None]
+    message_event: dict[uuid.UUID, uuid.UUID | None]
+    message_version: dict[uuid.UUID, uuid.UUID]
+    campaign_id: uuid.UUID
+    event_id: uuid.UUID
+    versions: list[uuid.UUID]
+    end: datetime
+    # per delivery: message, channel, provider
+    deliveries: dict[uuid.UUID, tuple[uuid.UUID, str, str | None]] = field(default_factory=dict)
+    # (delivery, type, time) of delivery events; (delivery, kind, machine, link, url, time)
+    events: list[tuple[uuid.UUID, str, datetime]] = field(default_factory=list)
+    tracking: list[tuple[uuid.UUID, str, bool, int | None, str | None, datetime]] = field(
+        default_factory=list
+    )
+
+
+async def _scaffold(session: AsyncSession, *, messages: int) -> dict[str, Any]:
+    org = Organization(name="Analytics")
+    session.add(org)
+    await session.flush()
+    template = Template(organization_id=org.id, name="invite", channel="email", latest_version=2)
+    session.add(template)
+    await session.flush()
+    versions = [
+        TemplateVersion(
+            organization_id=org.id,
+            template_id=template.id,
+            version=n,
+            subject="Hello",
+            text="Hi",
+            variables=[],
+        )
+        for n in (1, 2)
+    ]
+    event = Event(
+        organization_id=org.id,
+        name="Wedding",
+        date=date(2025, 6, 1),
+        timezone="UTC",
+        starts_at=START,
+    )
+    contact = Contact(organization_id=org.id, email="guest@example.com", attributes={}, tags=[])
+    session.add_all([*versions, event, contact])
+    await session.flush()
+    campaign = Campaign(
+        organization_id=org.id,
+        name="Save the date",
+        event_id=event.id,
+        template_id=template.id,
+        priority=2,
+        status="completed",
+    )
+    session.add(campaign)
+    await session.flush()
+    rows = []
+    for n in range(messages):
+        in_campaign = n % 2 == 0
+        rows.append(
+            Message(
+                organization_id=org.id,
+                template_id=template.id,
+                template_version_id=versions[n % 2].id,
+                channel="email",
+                priority=2,
+                send_at=START,
+                status="accepted",
+                campaign_id=campaign.id if in_campaign else None,
+                event_id=event.id if in_campaign or n % 3 == 0 else None,
+            )
+        )
+    session.add_all(rows)
+    await session.flush()
+    return {
+        "org": org,
+        "versions": versions,
+        "event": event,
+        "campaign": campaign,
+        "contact": contact,
+        "messages": rows,
+    }
+
+
+def _outcomes(
+    history: History, delivery: uuid.UUID, channel: str, sent_at: datetime, rng: random.Random
+) -> None:
+    """One delivery's events, known by construction."""
+
+    def at(minutes: float) -> datetime:
+        return sent_at + timedelta(seconds=1 + minutes * 60)
+
+    add = history.events.append
+    roll = rng.random()
+    if roll < 0.03:
+        add((delivery, "blocked", sent_at))
+        return
+    if roll < 0.05:
+        add((delivery, "failed" if roll < 0.04 else "dead", sent_at))
+        return
+    add((delivery, "sent", sent_at))
+    if rng.random() < 0.1:  # the provider's own "accepted": the same delivery, once
+        add((delivery, "sent", at(1)))
+    roll = rng.random()
+    if roll < 0.04:
+        add((delivery, "bounced", at(2)))
+        return
+    if roll < 0.06:
+        add((delivery, "soft_bounced", at(2)))
+        return
+    if roll < 0.07:
+        add((delivery, "rejected", at(2)))
+        return
+    add((delivery, "delivered", at(rng.uniform(1, 90))))
+    if rng.random() < 0.01:
+        add((delivery, "complained", at(rng.uniform(100, 3000))))
+    if rng.random() < 0.015:
+        add((delivery, "unsubscribed", at(rng.uniform(100, 3000))))
+    if channel == "email":
+        _tracking(history, delivery, at, rng)
+
+
+def _tracking(
+    history: History, delivery: uuid.UUID, at: Callable[[float], datetime], rng: random.Random
+) -> None:
+    """An email's opens and clicks, some by machines."""
+    if rng.random() < 0.15:  # a privacy proxy fetches the pixel at once
+        history.tracking.append((delivery, "open", True, None, None, at(91)))
+    if rng.random() < 0.4:
+        for _ in range(rng.randint(1, 3)):
+            history.tracking.append(
+                (delivery, "open", False, None, None, at(rng.uniform(92, 4000)))
+            )
+        if rng.random() < 0.3:
+            for _ in range(rng.randint(1, 2)):
+                link = rng.randrange(len(URLS))
+                history.tracking.append(
+                    (delivery, "click", False, link, URLS[link], at(rng.uniform(4001, 6000)))
+                )
+    if rng.random() < 0.02:  # a link scanner
+        history.tracking.append((delivery, "click", True, 0, URLS[0], at(92)))
+
+
+async def seed_history(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    deliveries: int,
+    days: int = 20,
+    messages: int = 6,
+    seed: int = 7,
+) -> History:
+    """Write an organization with ``deliveries`` deliveries over ``days`` days from START,
+    their events and tracking events (ids made at each event's time), in bulk."""
+    rng = random.Random(seed)
+    async with sessions() as session, session.begin():
+        made = await _scaffold(session, messages=messages)
+    msgs: list[Message] = made["messages"]
+    history = History(
+        organization_id=made["org"].id,
+        messages=[m.id for m in msgs],
+        message_campaign={m.id: m.campaign_id for m in msgs},
+        message_event={m.id: m.event_id for m in msgs},
+        message_version={m.id: m.template_version_id for m in msgs},
+        campaign_id=made["campaign"].id,
+        event_id=made["event"].id,
+        versions=[v.id for v in made["versions"]],
+        end=START + timedelta(days=days + 4),
+    )
+    span = days * 86400
+    rows = []
+    for _ in range(deliveries):
+        message = msgs[rng.randrange(len(msgs))]
+        channel = rng.choice(CHANNELS)
+        sent_at = START + timedelta(seconds=rng.uniform(0, span))
+        delivery_id = uuid7_at(sent_at - timedelta(seconds=1), rng)
+        blocked_or_failed = len(history.events)
+        _outcomes(history, delivery_id, channel, sent_at, rng)
+        first = history.events[blocked_or_failed][1]
+        provider = None if first == "blocked" else rng.choice(PROVIDERS[channel])
+        history.deliveries[delivery_id] = (message.id, channel, provider)
+        rows.append(
+            {
+                "id": delivery_id,
+                "organization_id": history.organization_id,
+                "message_id": message.id,
+                "contact_id": made["contact"].id,
+                "channel": channel,
+                "status": "delivered",
+                "priority": 2,
+                "send_at": sent_at,
+                "attempts": 1,
+                "provider": provider,
+                "idempotency_key": f"dlv_{delivery_id.hex}",
+                "template_version_id": message.template_version_id,
+                "created_at": sent_at,
+                "updated_at": sent_at,
+            }
+        )
+    event_rows = [
+        {
+            "id": uuid7_at(moment, rng),
+            "organization_id": history.organization_id,
+            "delivery_id": delivery_id,
+            "type": type_,
+            "detail": None,
+            "created_at": moment,
+        }
+        for delivery_id, type_, moment in history.events
+    ]
+    tracking_rows = [
+        {
+            "id": uuid7_at(moment, rng),
+            "organization_id": history.organization_id,
+            "delivery_id": delivery_id,
+            "kind": kind,
+            "machine": machine,
+            "link_index": link,
+            "url": url,
+            "created_at": moment,
+        }
+        for delivery_id, kind, machine, link, url, moment in history.tracking
+    ]
+    for table, values in (
+        (Delivery.__table__, rows),
+        (DeliveryEvent.__table__, event_rows),
+        (TrackingEvent.__table__, tracking_rows),
+    ):
+        for start in range(0, len(values), INSERT_CHUNK):
+            async with sessions() as session, session.begin():
+                conn = await session.connection()
+                await conn.execute(insert(table), values[start : start + INSERT_CHUNK])
+    return history
+
+
+def scope_params(history: History) -> list[dict[str, str]]:
+    """One query per scope over the whole history, daily in New York."""
+    base = {"from": START.isoformat(), "to": history.end.isoformat(), "tz": "America/New_York"}
+    return [
+        {**base, "scope": "organization"},
+        {**base, "scope": "message", "id": to_public(IdKind.MESSAGE, history.messages[0])},
+        {**base, "scope": "campaign", "id": to_public(IdKind.CAMPAIGN, history.campaign_id)},
+        {**base, "scope": "event", "id": to_public(IdKind.EVENT, history.event_id)},
+        {
+            **base,
+            "scope": "template_version",
+            "id": to_public(IdKind.TEMPLATE_VERSION, history.versions[0]),
+        },
+        {**base, "scope": "channel", "id": "email"},
+        {**base, "scope": "provider", "id": "sendgrid", "group_by": "hour"},
+        {**base, "scope": "organization", "group_by": "week", "tz": "Asia/Kolkata"},
+    ]
+
+
+async def measure(url: str, *, events: int, queries: int) -> dict[str, Any]:
+    """Seed, roll up, and time ``queries`` analytics queries on ``url``."""
+    from guestcomms.app import create_app  # noqa: PLC0415 - after the database is ready
+    from guestcomms.config import Environment, Settings  # noqa: PLC0415
+    from guestcomms.organizations.repository import OrganizationRepository  # noqa: PLC0415
+    from guestcomms.organizations.service import issue_key  # noqa: PLC0415
+
+    await asyncio.to_thread(upgrade, url)  # Alembic runs its own event loop
+    engine = create_engine(url)
+    sessions = create_session_factory(engine)
+    began = time.perf_counter()
+    history = await seed_history(sessions, deliveries=events * 10 // 21)
+    seeded = time.perf_counter() - began
+    began = time.perf_counter()
+    await roll_up(sessions, now=history.end + timedelta(days=1), settle_seconds=0)
+    rolled = time.perf_counter() - began
+    async with sessions() as session, session.begin():
+        issued = await issue_key(OrganizationRepository(session), organization_name="Analytics")
+        rollup_rows = len((await session.execute(AnalyticsRollup.__table__.select())).all())
+    await engine.dispose()
+    settings = Settings(
+        environment=Environment.TEST,
+        database_url=url,
+        log_level="WARNING",
+        api_rate_limit="1000000/minute",
+    )
+    app = create_app(settings)
+    timings: dict[str, list[float]] = defaultdict(list)
+    params = scope_params(history)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app),
+            base_url="http://bench",
+            headers={"Authorization": f"Bearer {issued.plaintext}"},
+        ) as client,
+    ):
+        for n in range(queries):
+            query = params[n % len(params)]
+            began = time.perf_counter()
+            response = await client.get("/v1/analytics", params=query)
+            timings[query["scope"]].append(time.perf_counter() - began)
+            response.raise_for_status()
+    every = sorted(t for values in timings.values() for t in values)
+    return {
+        "events": len(history.events),
+        "tracking": len(history.tracking),
+        "deliveries": len(history.deliveries),
+        "rollup_rows": rollup_rows,
+        "seed_s": seeded,
+        "rollup_s": rolled,
+        "p50_ms": statistics.median(every) * 1000,
+        "p99_ms": every[int(len(every) * 0.99) - 1] * 1000,
+        "by_scope_p50_ms": {k: statistics.median(v) * 1000 for k, v in timings.items()},
+    }
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from bench.stores import postgres_reachable  # noqa: PLC0415
+
+    with tempfile.TemporaryDirectory() as folder:
+        url = f"sqlite+aiosqlite:///{Path(folder) / 'analytics.db'}"
+        _print("sqlite", await measure(url, events=args.events, queries=args.queries))
+    reason = await postgres_reachable(args.postgres)
+    if reason is not None:
+        print(f"postgres: skipped ({reason})")
+        return
+    import asyncpg  # noqa: PLC0415
+
+    name = f"gc_bench_analytics_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(args.postgres)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        host = args.postgres.split("@", 1)[1].rsplit("/", 1)[0]
+        url = f"postgresql+asyncpg://postgres@{host}/{name}"
+        _print("postgres", await measure(url, events=args.events, queries=args.queries))
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+def _print(store: str, found: dict[str, Any]) -> None:
+    print(
+        f"{store}: {found['deliveries']:,} deliveries, {found['events']:,} delivery events, "
+        f"{found['tracking']:,} tracking events; seeded in {found['seed_s']:.1f} s, rolled up "
+        f"in {found['rollup_s']:.1f} s into {found['rollup_rows']:,} rows"
+    )
+    print(f"  GET /v1/analytics: p50 {found['p50_ms']:.1f} ms, p99 {found['p99_ms']:.1f} ms")
+    for scope, p50 in found["by_scope_p50_ms"].items():
+        print(f"    {scope}: p50 {p50:.1f} ms")
+
+
+def main() -> None:
+    """Parse the arguments and run."""
+    parser = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__)
+    parser.add_argument("--events", type=int, default=1_000_000, help="delivery events")
+    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""The rollup tables: hourly counters per organization and dimensions, and their watermarks."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import Index, SmallInteger, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from guestcomms.db.base import Base
+
+
+class AnalyticsRollup(Base):
+    """Counters of one UTC hour (``bucket``) for one message x template version x channel x
+    provider, appended by the rollup job (a key may have several rows: queries sum them).
+
+    Each counter but the ``*_total`` and machine ones counts deliveries, each once, in the hour
+    of its first event of that kind (its first ``sent``, its first human open, ...)."""
+
+    __tablename__ = "analytics_rollups"
+    __table_args__ = (Index("ix_analytics_rollups_org_bucket", "organization_id", "bucket"),)
+
+    # no foreign keys: counters outlive the rows they count (an erased guest, a deleted message)
+    organization_id: Mapped[uuid.UUID]
+    bucket: Mapped[datetime]  # the UTC hour the counted events happened in
+    message_id: Mapped[uuid.UUID]
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    event_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    template_version_id: Mapped[uuid.UUID]
+    channel: Mapped[str] = mapped_column(String(20))
+    provider: Mapped[str | None] = mapped_column(String(50), default=None)
+    sent: Mapped[int] = mapped_column(default=0)
+    delivered: Mapped[int] = mapped_column(default=0)
+    bounced_hard: Mapped[int] = mapped_column(default=0)
+    bounced_soft: Mapped[int] = mapped_column(default=0)
+    complained: Mapped[int] = mapped_column(default=0)
+    unsubscribed: Mapped[int] = mapped_column(default=0)
+    blocked: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    opened: Mapped[int] = mapped_column(default=0)  # unique human opens
+    opened_total: Mapped[int] = mapped_column(default=0)  # every human open
+    opened_machine: Mapped[int] = mapped_column(default=0)  # every machine open
+    clicked: Mapped[int] = mapped_column(default=0)  # unique human clicks
+    clicked_total: Mapped[int] = mapped_column(default=0)
+    clicked_machine: Mapped[int] = mapped_column(default=0)
+
+
+class AnalyticsLinkRollup(Base):
+    """Human clicks on one link of one message in one UTC hour (appended like the above)."""
+
+    __tablename__ = "analytics_link_rollups"
+    __table_args__ = (
+        Index("ix_analytics_link_rollups_org_message", "organization_id", "message_id", "bucket"),
+    )
+
+    organization_id: Mapped[uuid.UUID]
+    bucket: Mapped[datetime]
+    message_id: Mapped[uuid.UUID]
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(default=None)
+    link_index: Mapped[int | None] = mapped_column(SmallInteger, default=None)
+    url: Mapped[str | None] = mapped_column(Text, default=None)
+    clicked: Mapped[int] = mapped_column(default=0)  # deliveries that clicked it (unique)
+    clicked_total: Mapped[int] = mapped_column(default=0)
+
+
+class AnalyticsWatermark(Base):
+    """How far the rollup job has read one raw table: every row with ``id < position`` is
+    rolled up, every later one is read raw by queries (ids are UUIDv7: time-ordered)."""
+
+    __tablename__ = "analytics_watermarks"
+
+    source: Mapped[str] = mapped_column(String(40), unique=True)
+    position: Mapped[uuid.UUID]

@@ -1,0 +1,473 @@
+"""Every analytics query: the raw aggregation (the rollup job's and the queries' tail), the
+rollup tables, the watermark and the scope look-ups.
+
+A raw aggregation counts each delivery once per figure, at the hour of its first event of
+that kind (first by id: ids are UUIDv7, ordered by time), so the rollup job's windows add up
+to exactly what one aggregation over the whole history would say.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Table,
+    and_,
+    case,
+    false,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from guestcomms.analytics.figures import COUNTER_NAMES, Counters
+from guestcomms.analytics.models import AnalyticsLinkRollup, AnalyticsRollup, AnalyticsWatermark
+from guestcomms.campaigns.models import Campaign
+from guestcomms.db.queue import hour_bucket, parse_hour
+from guestcomms.domain.clock import utc_now
+from guestcomms.domain.ids import new_id
+from guestcomms.events.models import Event
+from guestcomms.messages.models import Delivery, DeliveryEvent, Message
+from guestcomms.templates.models import Template, TemplateVersion
+from guestcomms.tracking.models import TrackingEvent
+
+WATERMARK_SOURCE = "events"  # one position for delivery_events and tracking_events
+ZERO_ID = uuid.UUID(int=0)
+
+# The figure each delivery event type counts towards (types not listed count nowhere). Types
+# are the worker's (EventType) and the providers' normalised ones (ProviderEventType).
+DELIVERY_FIGURES: dict[str, str] = {
+    "sent": "sent",  # our hand-off, and a provider's "accepted": one delivery counts once
+    "delivered": "delivered",
+    "bounced": "bounced_hard",  # providers' hard bounces
+    "soft_bounced": "bounced_soft",
+    "complained": "complained",
+    "unsubscribed": "unsubscribed",  # a provider's, or our own unsubscribe link's
+    "blocked": "blocked",  # the compliance gate
+    "failed": "failed",
+    "rejected": "failed",  # the provider refused to send it
+    "dead": "failed",  # retries exhausted
+}
+
+_d = cast(Table, Delivery.__table__)
+_m = cast(Table, Message.__table__)
+_r = cast(Table, AnalyticsRollup.__table__)
+_l = cast(Table, AnalyticsLinkRollup.__table__)
+
+# The dimensions of a rollup row, in key order, and where a raw row finds each.
+DIMENSIONS = (
+    "organization_id",
+    "message_id",
+    "campaign_id",
+    "event_id",
+    "template_version_id",
+    "channel",
+    "provider",
+)
+_RAW_DIMENSIONS: dict[str, ColumnElement[Any]] = {
+    "organization_id": _d.c.organization_id,
+    "message_id": _d.c.message_id,
+    "campaign_id": _m.c.campaign_id,
+    "event_id": _m.c.event_id,
+    "template_version_id": _d.c.template_version_id,
+    "channel": _d.c.channel,
+    "provider": _d.c.provider,
+}
+
+Key = tuple[Any, ...]  # (bucket, *DIMENSIONS)
+LinkKey = tuple[Any, ...]  # (bucket, organization_id, message_id, campaign_id, link_index)
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """What to count: ``kind`` is a dimension name (``message_id``...) or None for the whole
+    organization; ``value`` the id or name it must equal."""
+
+    kind: str | None
+    value: uuid.UUID | str | None = None
+
+    def where(self, columns: Mapping[str, ColumnElement[Any]]) -> list[ColumnElement[bool]]:
+        """The filter on ``columns`` (a dimension name -> column mapping)."""
+        return [] if self.kind is None else [columns[self.kind] == self.value]
+
+
+@dataclass(frozen=True, slots=True)
+class LinkClicks:
+    """Clicks on one link: deliveries that clicked it, and every human click."""
+
+    message_id: uuid.UUID
+    link_index: int | None
+    url: str | None
+    clicked: int
+    clicked_total: int
+
+
+@dataclass(slots=True)
+class _Link:
+    url: str | None
+    clicked: int
+    clicked_total: int
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Raw rows to read: ids in ``[lo, hi)`` (``hi`` None: no end), and for queries the
+    organization, a scope and a time range on the events' ``created_at``."""
+
+    lo: uuid.UUID
+    hi: uuid.UUID | None = None
+    organization_id: uuid.UUID | None = None
+    scope: Scope = Scope(None)
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def _raw_filters(window: Window, events: FromClause) -> list[Any]:
+    """The window's filters on an event table (the organization on the events themselves,
+    so both databases drive the read from the events' id range)."""
+    ids, created = events.c.id, events.c.created_at
+    out: list[Any] = [ids >= window.lo, *window.scope.where(_RAW_DIMENSIONS)]
+    if window.hi is not None:
+        out.append(ids < window.hi)
+    if window.organization_id is not None:
+        out.append(events.c.organization_id == window.organization_id)
+    if window.since is not None:
+        out.append(created >= window.since)
+    if window.until is not None:
+        out.append(created < window.until)
+    return out
+
+
+async def raw_counters(session: AsyncSession, window: Window) -> dict[Key, Counters]:
+    """Counters of the delivery and tracking events in ``window``, by hour and dimensions."""
+    out: dict[Key, Counters] = {}
+    for key, figure, count in await _delivery_rows(session, window):
+        out.setdefault(key, Counters()).add({figure: count})
+    for key, values in await _tracking_rows(session, window):
+        out.setdefault(key, Counters()).add(values)
+    return out
+
+
+async def _delivery_rows(session: AsyncSession, window: Window) -> list[tuple[Key, str, int]]:
+    e = cast(Table, DeliveryEvent.__table__).alias("e")
+    p = cast(Table, DeliveryEvent.__table__).alias("p")
+    figure = case(DELIVERY_FIGURES, value=e.c.type)
+    earlier = (
+        select(literal(1))
+        .where(
+            p.c.delivery_id == e.c.delivery_id,
+            p.c.id < e.c.id,
+            p.c.type.in_(list(DELIVERY_FIGURES)),
+            case(DELIVERY_FIGURES, value=p.c.type) == figure,
+        )
+        .exists()
+    )
+    bucket = hour_bucket(e.c.created_at, postgres=_is_postgres(session))
+    dims = list(_RAW_DIMENSIONS.values())
+    stmt = (
+        select(bucket, *dims, figure, func.count())
+        .select_from(e.join(_d, _d.c.id == e.c.delivery_id).join(_m, _m.c.id == _d.c.message_id))
+        .where(
+            e.c.type.in_(list(DELIVERY_FIGURES)),
+            ~earlier,
+            *_raw_filters(window, e),
+        )
+        .group_by(bucket, *dims, figure)
+    )
+    rows = (await session.execute(stmt)).all()
+    return [((parse_hour(r[0]), *r[1:-2]), r[-2], r[-1]) for r in rows]
+
+
+async def _tracking_rows(session: AsyncSession, window: Window) -> list[tuple[Key, dict[str, int]]]:
+    t = cast(Table, TrackingEvent.__table__).alias("t")
+    p = cast(Table, TrackingEvent.__table__).alias("tp")
+    earlier = (
+        select(literal(1))
+        .where(
+            p.c.organization_id == t.c.organization_id,
+            p.c.delivery_id == t.c.delivery_id,
+            p.c.kind == t.c.kind,
+            p.c.machine == false(),
+            p.c.id < t.c.id,
+        )
+        .exists()
+    )
+    first_human = case((and_(t.c.machine == false(), ~earlier), 1), else_=0)
+    bucket = hour_bucket(t.c.created_at, postgres=_is_postgres(session))
+    dims = list(_RAW_DIMENSIONS.values())
+    stmt = (
+        select(bucket, *dims, t.c.kind, t.c.machine, func.count(), func.sum(first_human))
+        .select_from(
+            t.join(
+                _d, and_(_d.c.id == t.c.delivery_id, _d.c.organization_id == t.c.organization_id)
+            ).join(_m, _m.c.id == _d.c.message_id)
+        )
+        .where(t.c.kind.in_(("open", "click")), *_raw_filters(window, t))
+        .group_by(bucket, *dims, t.c.kind, t.c.machine)
+    )
+    out: list[tuple[Key, dict[str, int]]] = []
+    for r in (await session.execute(stmt)).all():
+        name = "opened" if r[-4] == "open" else "clicked"
+        values = (
+            {f"{name}_machine": r[-2]} if r[-3] else {f"{name}_total": r[-2], name: int(r[-1] or 0)}
+        )
+        out.append(((parse_hour(r[0]), *r[1:-4]), values))
+    return out
+
+
+async def raw_links(session: AsyncSession, window: Window) -> dict[LinkKey, _Link]:
+    """Human clicks per link in ``window``, by hour and message."""
+    t = cast(Table, TrackingEvent.__table__).alias("t")
+    p = cast(Table, TrackingEvent.__table__).alias("tp")
+    earlier = (
+        select(literal(1))
+        .where(
+            p.c.organization_id == t.c.organization_id,
+            p.c.delivery_id == t.c.delivery_id,
+            p.c.kind == "click",
+            p.c.machine == false(),
+            p.c.link_index == t.c.link_index,
+            p.c.id < t.c.id,
+        )
+        .exists()
+    )
+    bucket = hour_bucket(t.c.created_at, postgres=_is_postgres(session))
+    dims = (_d.c.organization_id, _d.c.message_id, _m.c.campaign_id, t.c.link_index)
+    stmt = (
+        select(
+            bucket,
+            *dims,
+            func.max(t.c.url),
+            func.count(),
+            func.sum(case((~earlier, 1), else_=0)),
+        )
+        .select_from(
+            t.join(
+                _d, and_(_d.c.id == t.c.delivery_id, _d.c.organization_id == t.c.organization_id)
+            ).join(_m, _m.c.id == _d.c.message_id)
+        )
+        .where(
+            t.c.kind == "click",
+            t.c.machine == false(),
+            *_raw_filters(window, t),
+        )
+        .group_by(bucket, *dims)
+    )
+    return {
+        (parse_hour(r[0]), *r[1:5]): _Link(url=r[5], clicked=int(r[7] or 0), clicked_total=r[6])
+        for r in (await session.execute(stmt)).all()
+    }
+
+
+class RollupRepository:
+    """The rollup job's writes: the watermark and the appended counters."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def position(self) -> uuid.UUID:
+        """The watermark (locked until commit on PostgreSQL, so two jobs never overlap);
+        created at zero the first time."""
+        stmt = select(AnalyticsWatermark).where(AnalyticsWatermark.source == WATERMARK_SOURCE)
+        if _is_postgres(self._session):
+            stmt = stmt.with_for_update()
+        mark = await self._session.scalar(stmt)
+        if mark is None:
+            self._session.add(AnalyticsWatermark(source=WATERMARK_SOURCE, position=ZERO_ID))
+            await self._session.flush()
+            return await self.position()
+        return mark.position
+
+    async def first_id_from(self, lo: uuid.UUID) -> uuid.UUID | None:
+        """The smallest event id (of either table) at or past ``lo``, or None."""
+        found = [
+            # ORDER BY ... LIMIT 1 rather than min(): PostgreSQL has no min(uuid), and the
+            # primary key's index answers it either way
+            await self._session.scalar(
+                select(table.id).where(table.id >= lo).order_by(table.id).limit(1)
+            )
+            for table in (DeliveryEvent, TrackingEvent)
+        ]
+        present = [f for f in found if f is not None]
+        return min(present) if present else None
+
+    async def advance(self, position: uuid.UUID) -> None:
+        """Move the watermark to ``position``."""
+        await self._session.execute(
+            update(AnalyticsWatermark)
+            .where(AnalyticsWatermark.source == WATERMARK_SOURCE)
+            .values(position=position)
+        )
+
+    async def append(
+        self, counters: Mapping[Key, Counters], links: Mapping[LinkKey, _Link]
+    ) -> None:
+        """Append one rollup row per key."""
+        now = utc_now()
+        rows = [
+            {
+                "id": new_id(),
+                "created_at": now,
+                "bucket": key[0],
+                **dict(zip(DIMENSIONS, key[1:], strict=True)),
+                **c.as_dict(),
+            }
+            for key, c in counters.items()
+        ]
+        link_rows = [
+            {
+                "id": new_id(),
+                "created_at": now,
+                "bucket": key[0],
+                "organization_id": key[1],
+                "message_id": key[2],
+                "campaign_id": key[3],
+                "link_index": key[4],
+                "url": link.url,
+                "clicked": link.clicked,
+                "clicked_total": link.clicked_total,
+            }
+            for key, link in links.items()
+        ]
+        conn = await self._session.connection()
+        for table, values in ((_r, rows), (_l, link_rows)):
+            for start in range(0, len(values), 1000):
+                await conn.execute(insert(table), values[start : start + 1000])
+
+
+class AnalyticsRepository:
+    """One organization's analytics reads."""
+
+    def __init__(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
+        self._session = session
+        self._org = organization_id
+
+    async def position(self) -> uuid.UUID:
+        """The watermark: rollups hold every event before it."""
+        found = await self._session.scalar(
+            select(AnalyticsWatermark.position).where(AnalyticsWatermark.source == WATERMARK_SOURCE)
+        )
+        return found or ZERO_ID
+
+    async def rolled_up(
+        self, scope: Scope, *, since: datetime, until: datetime
+    ) -> dict[datetime, Counters]:
+        """The rollups' counters by UTC hour in ``[since, until)``."""
+        columns = {name: _r.c[name] for name in DIMENSIONS}
+        stmt = (
+            select(_r.c.bucket, *(func.sum(_r.c[n]) for n in COUNTER_NAMES))
+            .where(
+                _r.c.organization_id == self._org,
+                _r.c.bucket >= since,
+                _r.c.bucket < until,
+                *scope.where(columns),
+            )
+            .group_by(_r.c.bucket)
+        )
+        out: dict[datetime, Counters] = {}
+        for row in (await self._session.execute(stmt)).all():
+            values = dict(zip(COUNTER_NAMES, row[1:], strict=True))
+            out[row[0]] = Counters(**{name: int(v or 0) for name, v in values.items()})
+        return out
+
+    async def tail(
+        self, scope: Scope, *, since: datetime, until: datetime, position: uuid.UUID
+    ) -> dict[datetime, Counters]:
+        """Counters by UTC hour of the raw events past the watermark."""
+        window = Window(
+            lo=position, organization_id=self._org, scope=scope, since=since, until=until
+        )
+        out: dict[datetime, Counters] = {}
+        for key, c in (await raw_counters(self._session, window)).items():
+            out.setdefault(key[0], Counters()).add(c)
+        return out
+
+    async def links(
+        self, scope: Scope, *, since: datetime, until: datetime, position: uuid.UUID
+    ) -> list[LinkClicks]:
+        """Human clicks per link of the scope's messages, rollups and tail together."""
+        merged: dict[tuple[uuid.UUID, int | None], _Link] = {}
+        columns = {"message_id": _l.c.message_id, "campaign_id": _l.c.campaign_id}
+        stmt = (
+            select(
+                _l.c.message_id,
+                _l.c.link_index,
+                func.max(_l.c.url),
+                func.sum(_l.c.clicked),
+                func.sum(_l.c.clicked_total),
+            )
+            .where(
+                _l.c.organization_id == self._org,
+                _l.c.bucket >= since,
+                _l.c.bucket < until,
+                *scope.where(columns),
+            )
+            .group_by(_l.c.message_id, _l.c.link_index)
+        )
+        for row in (await self._session.execute(stmt)).all():
+            merged[(row[0], row[1])] = _Link(
+                url=row[2], clicked=int(row[3]), clicked_total=int(row[4])
+            )
+        window = Window(
+            lo=position, organization_id=self._org, scope=scope, since=since, until=until
+        )
+        for key, link in (await raw_links(self._session, window)).items():
+            found = merged.setdefault((key[2], key[4]), _Link(url=None, clicked=0, clicked_total=0))
+            found.url = found.url or link.url
+            found.clicked += link.clicked
+            found.clicked_total += link.clicked_total
+        return sorted(
+            (
+                LinkClicks(
+                    message_id=m,
+                    link_index=i,
+                    url=v.url,
+                    clicked=v.clicked,
+                    clicked_total=v.clicked_total,
+                )
+                for (m, i), v in merged.items()
+            ),
+            key=lambda x: (x.message_id, -1 if x.link_index is None else x.link_index),
+        )
+
+    async def scope_label(self, kind: str, key: uuid.UUID) -> str | None:
+        """The scope in words (``campaign "Save the date"``), or None when the organization
+        has no such row."""
+        if kind == "message_id":
+            found = await self._session.scalar(
+                select(Message.id).where(Message.organization_id == self._org, Message.id == key)
+            )
+            return None if found is None else "this message"
+        if kind == "campaign_id":
+            name = await self._session.scalar(
+                select(Campaign.name).where(
+                    Campaign.organization_id == self._org, Campaign.id == key
+                )
+            )
+            return None if name is None else f'campaign "{name}"'
+        if kind == "event_id":
+            name = await self._session.scalar(
+                select(Event.name).where(Event.organization_id == self._org, Event.id == key)
+            )
+            return None if name is None else f'event "{name}"'
+        row = (
+            await self._session.execute(
+                select(Template.name, TemplateVersion.version)
+                .join(Template, Template.id == TemplateVersion.template_id)
+                .where(TemplateVersion.organization_id == self._org, TemplateVersion.id == key)
+            )
+        ).first()
+        return None if row is None else f'template "{row[0]}" version {row[1]}'

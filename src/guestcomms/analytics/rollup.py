@@ -1,0 +1,118 @@
+"""The rollup job: appends hourly counters of new delivery and tracking events.
+
+Each pass reads the events whose ids lie between the watermark and the start of the hour
+that ended at least ``settle_seconds`` ago (ids are UUIDv7, so an id bound is a time bound),
+at most ``MAX_WINDOW`` of them per transaction, appends their counters to the rollup tables
+and moves the watermark, all in one transaction: a crash loses nothing and counts nothing
+twice. Closed hours only, so each key gets about one row per hour. The settle time lets
+transactions that were still open at the hour's end commit first; an event committed later
+than that, with an older id, would be missed (none of ours is written that late: every
+write transaction is short).
+
+Nothing in the send path calls this: the worker runs ``RollupRunner`` beside the fan-out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from guestcomms.analytics.repository import RollupRepository, Window, raw_counters, raw_links
+from guestcomms.domain.clock import utc_now
+
+log = structlog.get_logger("guestcomms.analytics")
+
+SETTLE_SECONDS = 60.0
+INTERVAL_SECONDS = 60.0  # between passes
+MAX_WINDOW = timedelta(days=1)  # of events per transaction, so a first pass over years
+# of history does not hold one long transaction
+
+
+def id_floor(moment: datetime) -> uuid.UUID:
+    """The smallest UUIDv7 of ``moment``'s millisecond: every id made before it is smaller."""
+    millis = int(moment.timestamp() * 1000)
+    return uuid.UUID(int=millis << 80)
+
+
+def id_time(value: uuid.UUID) -> datetime:
+    """The time a UUIDv7 was made (to the millisecond)."""
+    return datetime.fromtimestamp((value.int >> 80) / 1000, tz=UTC)
+
+
+def rollup_end(now: datetime, *, settle_seconds: float) -> datetime:
+    """The start of the hour in which ``now - settle_seconds`` falls: events before it roll up."""
+    settled = now - timedelta(seconds=settle_seconds)
+    return settled.replace(minute=0, second=0, microsecond=0)
+
+
+async def roll_up_once(
+    session: AsyncSession, *, now: datetime | None = None, settle_seconds: float = SETTLE_SECONDS
+) -> bool:
+    """Roll up one window of events past the watermark; True if there may be more.
+
+    The caller owns the transaction (one per call)."""
+    repo = RollupRepository(session)
+    lo = await repo.position()
+    end = id_floor(rollup_end(now or utc_now(), settle_seconds=settle_seconds))
+    first = await repo.first_id_from(lo)
+    if first is None or first >= end:
+        return False
+    hi = min(end, id_floor(id_time(first) + MAX_WINDOW))
+    window = Window(lo=lo, hi=hi)
+    counters = await raw_counters(session, window)
+    links = await raw_links(session, window)
+    await repo.append(counters, links)
+    await repo.advance(hi)
+    log.info("analytics.rolled_up", rows=len(counters), links=len(links), until=id_time(hi))
+    return hi < end
+
+
+async def roll_up(
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    now: datetime | None = None,
+    settle_seconds: float = SETTLE_SECONDS,
+) -> int:
+    """Roll up everything due, one transaction per window; return the windows done."""
+    done = 0
+    while True:
+        async with sessions() as session, session.begin():
+            more = await roll_up_once(session, now=now, settle_seconds=settle_seconds)
+        done += 1
+        if not more:
+            return done
+
+
+class RollupRunner:
+    """Runs ``roll_up`` every ``interval_seconds`` until stopped (in the worker process)."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        interval_seconds: float = INTERVAL_SECONDS,
+        settle_seconds: float = SETTLE_SECONDS,
+    ) -> None:
+        self._sessions = sessions
+        self._interval = interval_seconds
+        self._settle = settle_seconds
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Finish the pass in progress, then return from ``run``."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Pass after pass; a failed pass is logged and retried at the next interval."""
+        while not self._stopping.is_set():
+            try:
+                await roll_up(self._sessions, settle_seconds=self._settle)
+            except Exception:  # a database hiccup must not stop the worker beside it
+                log.exception("analytics.rollup_failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._interval)
