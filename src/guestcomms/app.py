@@ -165,23 +165,22 @@ async def run_worker(worker: Worker, settings: Settings) -> None:
     )
     rollup = RollupRunner(sessions=worker.sessions)  # analytics' hourly counters
 
-    async def stop_fanout_with_worker() -> None:
+    async def stop_side_runners_with_worker() -> None:
         await worker.wait_stopping()
         fanout.stop()
         rollup.stop()
 
-    side_tasks = [
-        asyncio.create_task(stop_fanout_with_worker()),
-        asyncio.create_task(fanout.run()),
-        asyncio.create_task(rollup.run()),
-    ]
+    stopper = asyncio.create_task(stop_side_runners_with_worker())
+    # the worker waits for these before it closes its engine (Worker.attach)
+    worker.attach(asyncio.create_task(fanout.run()))
+    worker.attach(asyncio.create_task(rollup.run()))
     try:
         await worker.run()
     finally:
         fanout.stop()
         rollup.stop()
-        side_tasks[0].cancel()
-        await asyncio.gather(*side_tasks, return_exceptions=True)
+        stopper.cancel()
+        await asyncio.gather(stopper, return_exceptions=True)
         if stop_listening is not None:
             await stop_listening()
 

@@ -15,7 +15,7 @@ from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.domain.ids import IdKind, to_public
 from tests.support import create_key, make_settings, running_app
 
-DELIVERIES = 5_000
+DELIVERIES = 3_000
 FIGURE_OF = {
     "sent": "sent",
     "delivered": "delivered",

@@ -103,6 +103,7 @@ class Worker:
     ) -> None:
         self._sessions = session_factory
         self._owned_engine = owned_engine
+        self._companions: list[asyncio.Task[None]] = []
         self._started = False
         self.dispatcher = dispatcher
         self._composer = composer
@@ -157,6 +158,12 @@ class Worker:
             await self._owned_engine.dispose()
             self._owned_engine = None
 
+    def attach(self, task: asyncio.Task[None]) -> None:
+        """A task beside the worker on its sessions (the fan-out, the rollups), which stops
+        when the worker stops: :meth:`run` waits for it before closing the engine, so it
+        never holds a connection of a disposed engine."""
+        self._companions.append(task)
+
     def stop(self) -> None:
         """Ask the loop to finish in-flight work and return."""
         self._stopping.set()
@@ -187,10 +194,12 @@ class Worker:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
         finally:
+            self._stopping.set()  # also on an error: the attached tasks stop with the worker
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._release_in_flight()
+            await asyncio.gather(*self._companions, return_exceptions=True)
             await self.close()
             log.info("worker.stopped", sent=self.stats.sent, claimed=self.stats.claimed)
 
