@@ -181,6 +181,7 @@ async def test_rotation_reencrypts_every_value_while_reads_keep_working(
                     rotating,
                     settle_seconds=REFRESH * 2,
                     batch_size=7,
+                    pause_seconds=0.05,  # as the CLI does: the service's requests get in
                     progress=lambda _table, _rows: checkpoints.append(reads),
                 )
                 assert report.key_id == "k2"

@@ -45,6 +45,12 @@ def rotate_data_key_command(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, max=10_000, help="rows per transaction")
     ] = 500,
+    pause: Annotated[
+        float,
+        typer.Option(
+            "--pause", min=0, help="seconds between batches, so the service's writes get in"
+        ),
+    ] = 0.05,
 ) -> None:
     """Make a new data key active and re-encrypt every encrypted value under it, in batches,
     while the service keeps running (reads keep working throughout)."""
@@ -73,7 +79,11 @@ def rotate_data_key_command(
                     bar.update(task, advance=rows, table=table)
 
                 report = await rotate_data_key(
-                    engine, settle_seconds=wait, batch_size=batch_size, progress=advance
+                    engine,
+                    settle_seconds=wait,
+                    batch_size=batch_size,
+                    pause_seconds=pause,
+                    progress=advance,
                 )
         finally:
             await engine.dispose()

@@ -81,9 +81,12 @@ async def rotate_data_key(
     *,
     settle_seconds: float,
     batch_size: int = 500,
+    pause_seconds: float = 0.0,
     progress: Progress | None = None,
 ) -> RotationReport:
-    """Rotate the data key of ``engine``'s database (see the module docstring)."""
+    """Rotate the data key of ``engine``'s database (see the module docstring), pausing
+    ``pause_seconds`` between batches: on SQLite every transaction takes the one write lock,
+    and back-to-back batches would keep the service's own requests waiting."""
     keys = protection_for(engine.sync_engine.dialect).keys
     if keys is None:
         raise EncryptionError("encryption at rest is off: set GUESTCOMMS_MASTER_KEY first")
@@ -99,7 +102,13 @@ async def rotate_data_key(
         changed = 0
         for table, columns in encrypted_tables().items():
             count = await _reencrypt_table(
-                engine, table, columns, ring, batch_size=batch_size, progress=progress
+                engine,
+                table,
+                columns,
+                ring,
+                batch_size=batch_size,
+                pause_seconds=pause_seconds,
+                progress=progress,
             )
             report.reencrypted[table.name] += count
             changed += count
@@ -118,6 +127,7 @@ async def _reencrypt_table(
     ring: KeyRing,
     *,
     batch_size: int,
+    pause_seconds: float,
     progress: Progress | None,
 ) -> int:
     raw = [cast(c, Text).label(c.name) for c in columns]
@@ -164,6 +174,7 @@ async def _reencrypt_table(
         if len(rows) < batch_size:
             return changed
         after = rows[-1].id
+        await asyncio.sleep(pause_seconds)
 
 
 def _reencrypted(stored: str | None, column: Column[Any], ring: KeyRing) -> Any:
