@@ -29,7 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from guestcomms.audiences.selection import Recipient
 from guestcomms.campaigns.models import Campaign, CampaignStatus
 from guestcomms.campaigns.plan import Plan
-from guestcomms.campaigns.schemas import ArmResult, ExperimentResult, ExperimentSpec
+from guestcomms.campaigns.schemas import (
+    EXPERIMENT_STATE,
+    ArmResult,
+    ExperimentResult,
+    ExperimentSpec,
+    experiment_spec,
+)
 from guestcomms.domain.enums import DeliveryStatus
 from guestcomms.domain.experiments import (
     ArmCounts,
@@ -45,7 +51,6 @@ from guestcomms.tracking.models import TrackingEvent
 
 TEST = "test"
 ROLLOUT = "rollout"
-STATE = "state"  # where in campaigns.experiment the run keeps its phase (beside the spec)
 # deliveries that reached the provider: the denominator of an arm's rate
 _REACHED = tuple(
     s.value
@@ -65,17 +70,17 @@ def phase(campaign: Campaign) -> str:
 
 
 def _state(campaign: Campaign) -> dict[str, Any]:
-    return dict((campaign.experiment or {}).get(STATE) or {})
+    return dict((campaign.experiment or {}).get(EXPERIMENT_STATE) or {})
 
 
 def spec_of(campaign: Campaign) -> ExperimentSpec:
     """The campaign's experiment as it was asked for (without the run's state)."""
-    stored = {k: v for k, v in (campaign.experiment or {}).items() if k != STATE}
-    return ExperimentSpec.model_validate(stored)
+    return experiment_spec(campaign.experiment or {})
 
 
 def _save_state(campaign: Campaign, **changes: Any) -> None:
-    campaign.experiment = {**(campaign.experiment or {}), STATE: {**_state(campaign), **changes}}
+    state = {**_state(campaign), **changes}
+    campaign.experiment = {**(campaign.experiment or {}), EXPERIMENT_STATE: state}
 
 
 def split(

@@ -14,7 +14,7 @@ from datetime import datetime
 from guestcomms.audiences.selection import AudienceSpec, CompiledAudience, compile_audience
 from guestcomms.campaigns.models import Campaign
 from guestcomms.campaigns.repository import CampaignRepository
-from guestcomms.campaigns.schemas import ExperimentSpec, SendTimeSpec
+from guestcomms.campaigns.schemas import ExperimentSpec, SendTimeSpec, experiment_spec
 from guestcomms.domain.enums import Channel
 from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.domain.schedule import (
@@ -139,13 +139,7 @@ async def resolve(
     schedule, recurrence = _timing(campaign, event)
     audience, condition = await _audiences(repo, campaign, recurrence)
     names = [c.value for c in channels] if channels else [template.channel]
-    experiment = (
-        ExperimentSpec.model_validate(
-            {k: v for k, v in campaign.experiment.items() if k != "state"}
-        )
-        if campaign.experiment
-        else None
-    )
+    experiment = experiment_spec(campaign.experiment) if campaign.experiment else None
     send_time = SendTimeSpec.model_validate(campaign.send_time) if campaign.send_time else None
     if send_time is not None and recurrence is not None:
         raise ValidationFailedError(

@@ -71,6 +71,15 @@ class ExperimentSpec(BaseModel):
         return value
 
 
+#: where in campaigns.experiment a running experiment keeps its phase, beside the spec
+EXPERIMENT_STATE = "state"
+
+
+def experiment_spec(stored: dict[str, Any]) -> ExperimentSpec:
+    """The experiment as it was asked for, from its stored JSON (the run's state left out)."""
+    return ExperimentSpec.model_validate({k: v for k, v in stored.items() if k != EXPERIMENT_STATE})
+
+
 class SendTimeSpec(BaseModel):
     """Send each guest at their best time within a window that opens at the campaign's
     scheduled time (docs/send-time.md)."""
