@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guestcomms.analytics.models import AnalyticsRollup
@@ -288,6 +288,10 @@ async def seed_history(
             async with sessions() as session, session.begin():
                 conn = await session.connection()
                 await conn.execute(insert(table), values[start : start + INSERT_CHUNK])
+    async with sessions() as session, session.begin():
+        # the planner's statistics, as autovacuum (PostgreSQL) or `PRAGMA optimize` (SQLite)
+        # would keep them after a bulk load: without them a plan may loop over every row
+        await session.execute(text("ANALYZE"))
     return history
 
 

@@ -15,7 +15,8 @@ from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.domain.ids import IdKind, to_public
 from tests.support import create_key, make_settings, running_app
 
-DELIVERIES = 3_000
+DELIVERIES = 3_000  # every scope at every stage, with the raw path over the whole history
+LARGE = 100_000  # the acceptance's history: every scope from the rollups, one over the raw tail
 FIGURE_OF = {
     "sent": "sent",
     "delivered": "delivered",
@@ -53,24 +54,24 @@ def _expected(
     each delivery counted once per figure at its first event of it."""
     firsts: dict[tuple[uuid.UUID, str], datetime] = {}
     totals: Counter[str] = Counter()
-    by_day: dict[datetime, Counter[str]] = {}
+    by_hour: dict[datetime, Counter[str]] = {}  # by UTC hour first: one zone change per hour
     links: Counter[tuple[str, int]] = Counter()
 
-    def count(figure: str, moment: datetime, n: int = 1) -> None:
-        totals[figure] += n
-        hour = moment.replace(minute=0, second=0, microsecond=0).astimezone(NEW_YORK)
-        day = datetime(hour.year, hour.month, hour.day, tzinfo=NEW_YORK)
-        by_day.setdefault(day, Counter())[figure] += n
+    def count(figure: str, moment: datetime) -> None:
+        totals[figure] += 1
+        hour = moment.replace(minute=0, second=0, microsecond=0)
+        by_hour.setdefault(hour, Counter())[figure] += 1
 
     def first(key: tuple[uuid.UUID, str], moment: datetime) -> None:
         if key not in firsts or moment < firsts[key]:
             firsts[key] = moment
 
+    matching = {d for d in history.deliveries if _matches(history, query, d)}
     for delivery, type_, moment in history.events:
-        if _matches(history, query, delivery):
+        if delivery in matching:
             first((delivery, FIGURE_OF[type_]), moment)
     for delivery, kind, machine, link, _url, moment in history.tracking:
-        if not _matches(history, query, delivery):
+        if delivery not in matching:
             continue
         name = "opened" if kind == "open" else "clicked"
         inside = since <= moment < until
@@ -91,6 +92,11 @@ def _expected(
             links[("unique", int(figure[4:]))] += 1
         else:
             count(figure, moment)
+    by_day: dict[datetime, Counter[str]] = {}
+    for hour, counts in by_hour.items():
+        local = hour.astimezone(NEW_YORK)
+        day = datetime(local.year, local.month, local.day, tzinfo=NEW_YORK)
+        by_day.setdefault(day, Counter()).update(counts)
     return totals, by_day, links
 
 
@@ -122,12 +128,23 @@ async def _check(client: Any, history: History, query: dict[str, str]) -> None:
         assert got_total == Counter({i: n for (k, i), n in links.items() if k == "total"})
 
 
+def _middle() -> dict[str, str]:
+    """A range that starts and ends mid-history, on the hour."""
+    return {
+        "scope": "channel",
+        "id": "email",
+        "from": (START + timedelta(days=3, hours=5)).isoformat(),
+        "to": (START + timedelta(days=11, hours=7)).isoformat(),
+        "tz": "America/New_York",
+    }
+
+
 async def test_analytics_equal_independent_counts_before_and_after_rollup(
     database_url: str,
 ) -> None:
-    """100,000 deliveries with known outcomes: every figure, the New York daily series
-    across the March DST change, and per-link clicks equal the generator's own counts, with
-    no rollup, a partial one (rollups plus raw tail) and a full one."""
+    """Every figure, the New York daily series across the March DST change, and per-link
+    clicks equal the generator's own counts, with no rollup, a partial one (rollups plus
+    raw tail) and a full one."""
     engine = create_engine(database_url)
     sessions = create_session_factory(engine)
     try:
@@ -135,14 +152,6 @@ async def test_analytics_equal_independent_counts_before_and_after_rollup(
         key = await create_key(database_url, "Analytics")
         other = await create_key(database_url, "Someone else")
         queries = scope_params(history)
-        # a range that starts and ends mid-history, on the hour
-        middle = {
-            "scope": "channel",
-            "id": "email",
-            "from": (START + timedelta(days=3, hours=5)).isoformat(),
-            "to": (START + timedelta(days=11, hours=7)).isoformat(),
-            "tz": "America/New_York",
-        }
         async with running_app(make_settings(database_url)) as api, api.as_key(key) as client:
             for stage in ("raw", "partial", "full"):
                 if stage == "partial":
@@ -150,7 +159,7 @@ async def test_analytics_equal_independent_counts_before_and_after_rollup(
                     await roll_up(sessions, now=now, settle_seconds=0)
                 if stage == "full":
                     await roll_up(sessions, now=history.end + timedelta(days=1), settle_seconds=0)
-                for query in [*queries, middle]:
+                for query in [*queries, _middle()]:
                     await _check(client, history, query)
             response = await client.get("/v1/analytics", params=queries[0])
             days = [p["start"] for p in response.json()["series"]]
@@ -162,5 +171,27 @@ async def test_analytics_equal_independent_counts_before_and_after_rollup(
                 assert foreign.status_code == 404, foreign.text
                 own = await stranger.get("/v1/analytics", params=queries[0])
                 assert own.json()["figures"]["sent"] == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_analytics_of_100_000_deliveries_equal_independent_counts(
+    database_url: str,
+) -> None:
+    """100,000 deliveries with known outcomes: the whole organization over rollups plus a
+    raw tail of two thirds of the history, then every scope from the rollups alone."""
+    engine = create_engine(database_url)
+    sessions = create_session_factory(engine)
+    try:
+        history = await seed_history(sessions, deliveries=LARGE)
+        assert len(history.deliveries) == LARGE
+        key = await create_key(database_url, "Analytics")
+        queries = scope_params(history)
+        async with running_app(make_settings(database_url)) as api, api.as_key(key) as client:
+            await roll_up(sessions, now=START + timedelta(days=8, hours=3), settle_seconds=0)
+            await _check(client, history, queries[0])
+            await roll_up(sessions, now=history.end + timedelta(days=1), settle_seconds=0)
+            for query in [*queries, _middle()]:
+                await _check(client, history, query)
     finally:
         await engine.dispose()

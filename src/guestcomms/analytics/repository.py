@@ -9,7 +9,7 @@ to exactly what one aggregation over the whole history would say.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -23,7 +23,6 @@ from sqlalchemy import (
     false,
     func,
     insert,
-    literal,
     select,
     update,
 )
@@ -136,8 +135,7 @@ def _is_postgres(session: AsyncSession) -> bool:
 
 
 def _raw_filters(window: Window, events: FromClause) -> list[Any]:
-    """The window's filters on an event table (the organization on the events themselves,
-    so both databases drive the read from the events' id range)."""
+    """The window's filters on the counted events (ranked rows of an event table)."""
     ids, created = events.c.id, events.c.created_at
     out: list[Any] = [ids >= window.lo, *window.scope.where(_RAW_DIMENSIONS)]
     if window.hi is not None:
@@ -161,114 +159,138 @@ async def raw_counters(session: AsyncSession, window: Window) -> dict[Key, Count
     return out
 
 
+def _touched(events: Table, window: Window) -> list[ColumnElement[bool]]:
+    """Restricts a ranking to the deliveries with an event in ``window``: their earlier
+    events are read too (a first event may lie before ``lo``), no other delivery's."""
+    out: list[ColumnElement[bool]] = []
+    if window.organization_id is not None:
+        out.append(events.c.organization_id == window.organization_id)
+    if window.lo == ZERO_ID and window.hi is None:
+        return out  # the whole history: every delivery is touched
+    inner = events.alias("w")
+    bounds = [inner.c.id >= window.lo]
+    if window.hi is not None:
+        bounds.append(inner.c.id < window.hi)
+    # the id range alone: it is what is selective (the organization may hold every row)
+    out.append(events.c.delivery_id.in_(select(inner.c.delivery_id).where(*bounds)))
+    return out
+
+
+def _rank(partition: Sequence[ColumnElement[Any]], events: Table) -> ColumnElement[int]:
+    """1 for a delivery's first event (by id) of the partition's kind, 2, 3... after it."""
+    return func.row_number().over(partition_by=partition, order_by=events.c.id)
+
+
 async def _delivery_rows(session: AsyncSession, window: Window) -> list[tuple[Key, str, int]]:
-    e = cast(Table, DeliveryEvent.__table__).alias("e")
-    p = cast(Table, DeliveryEvent.__table__).alias("p")
+    # each delivery's events ranked per figure, then only the first of each counted: one
+    # sort of the touched deliveries' events rather than a look-back per event
+    e = cast(Table, DeliveryEvent.__table__)
     figure = case(DELIVERY_FIGURES, value=e.c.type)
-    earlier = (
-        select(literal(1))
-        .where(
-            p.c.delivery_id == e.c.delivery_id,
-            p.c.id < e.c.id,
-            p.c.type.in_(list(DELIVERY_FIGURES)),
-            case(DELIVERY_FIGURES, value=p.c.type) == figure,
+    ranked = (
+        select(
+            e.c.id,
+            e.c.organization_id,
+            e.c.delivery_id,
+            e.c.created_at,
+            figure.label("figure"),
+            _rank([e.c.delivery_id, figure], e).label("rank"),
         )
-        .exists()
+        .where(e.c.type.in_(list(DELIVERY_FIGURES)), *_touched(e, window))
+        .subquery("f")
     )
-    bucket = hour_bucket(e.c.created_at, postgres=_is_postgres(session))
+    bucket = hour_bucket(ranked.c.created_at, postgres=_is_postgres(session))
     dims = list(_RAW_DIMENSIONS.values())
     stmt = (
-        select(bucket, *dims, figure, func.count())
-        .select_from(e.join(_d, _d.c.id == e.c.delivery_id).join(_m, _m.c.id == _d.c.message_id))
-        .where(
-            e.c.type.in_(list(DELIVERY_FIGURES)),
-            ~earlier,
-            *_raw_filters(window, e),
+        select(bucket, *dims, ranked.c.figure, func.count())
+        .select_from(
+            ranked.join(_d, _d.c.id == ranked.c.delivery_id).join(_m, _m.c.id == _d.c.message_id)
         )
-        .group_by(bucket, *dims, figure)
+        .where(ranked.c.rank == 1, *_raw_filters(window, ranked))
+        .group_by(bucket, *dims, ranked.c.figure)
     )
     rows = (await session.execute(stmt)).all()
     return [((parse_hour(r[0]), *r[1:-2]), r[-2], r[-1]) for r in rows]
 
 
-async def _tracking_rows(session: AsyncSession, window: Window) -> list[tuple[Key, dict[str, int]]]:
-    t = cast(Table, TrackingEvent.__table__).alias("t")
-    p = cast(Table, TrackingEvent.__table__).alias("tp")
-    earlier = (
-        select(literal(1))
-        .where(
-            p.c.organization_id == t.c.organization_id,
-            p.c.delivery_id == t.c.delivery_id,
-            p.c.kind == t.c.kind,
-            p.c.machine == false(),
-            p.c.id < t.c.id,
+def _ranked_tracking(window: Window, *, clicks_by_link: bool) -> FromClause:
+    """The touched deliveries' opens and clicks, each ranked among the delivery's events of
+    its kind and verdict (or, ``clicks_by_link``, its human clicks on the same link)."""
+    t = cast(Table, TrackingEvent.__table__)
+    if clicks_by_link:
+        where = [t.c.kind == "click", t.c.machine == false()]
+        partition = [t.c.delivery_id, t.c.link_index]
+    else:
+        where = [t.c.kind.in_(("open", "click"))]
+        partition = [t.c.delivery_id, t.c.kind, t.c.machine]
+    return (
+        select(
+            t.c.id,
+            t.c.organization_id,
+            t.c.delivery_id,
+            t.c.created_at,
+            t.c.kind,
+            t.c.machine,
+            t.c.link_index,
+            t.c.url,
+            _rank(partition, t).label("rank"),
         )
-        .exists()
+        .where(*where, *_touched(t, window))
+        .subquery("r")
     )
-    first_human = case((and_(t.c.machine == false(), ~earlier), 1), else_=0)
-    bucket = hour_bucket(t.c.created_at, postgres=_is_postgres(session))
+
+
+def _tracking_join(ranked: FromClause) -> FromClause:
+    return ranked.join(
+        _d,
+        and_(_d.c.id == ranked.c.delivery_id, _d.c.organization_id == ranked.c.organization_id),
+    ).join(_m, _m.c.id == _d.c.message_id)
+
+
+async def _tracking_rows(session: AsyncSession, window: Window) -> list[tuple[Key, dict[str, int]]]:
+    r = _ranked_tracking(window, clicks_by_link=False)
+    first_human = case((and_(r.c.machine == false(), r.c.rank == 1), 1), else_=0)
+    bucket = hour_bucket(r.c.created_at, postgres=_is_postgres(session))
     dims = list(_RAW_DIMENSIONS.values())
     stmt = (
-        select(bucket, *dims, t.c.kind, t.c.machine, func.count(), func.sum(first_human))
-        .select_from(
-            t.join(
-                _d, and_(_d.c.id == t.c.delivery_id, _d.c.organization_id == t.c.organization_id)
-            ).join(_m, _m.c.id == _d.c.message_id)
-        )
-        .where(t.c.kind.in_(("open", "click")), *_raw_filters(window, t))
-        .group_by(bucket, *dims, t.c.kind, t.c.machine)
+        select(bucket, *dims, r.c.kind, r.c.machine, func.count(), func.sum(first_human))
+        .select_from(_tracking_join(r))
+        .where(*_raw_filters(window, r))
+        .group_by(bucket, *dims, r.c.kind, r.c.machine)
     )
     out: list[tuple[Key, dict[str, int]]] = []
-    for r in (await session.execute(stmt)).all():
-        name = "opened" if r[-4] == "open" else "clicked"
+    for row in (await session.execute(stmt)).all():
+        name = "opened" if row[-4] == "open" else "clicked"
         values = (
-            {f"{name}_machine": r[-2]} if r[-3] else {f"{name}_total": r[-2], name: int(r[-1] or 0)}
+            {f"{name}_machine": row[-2]}
+            if row[-3]
+            else {f"{name}_total": row[-2], name: int(row[-1] or 0)}
         )
-        out.append(((parse_hour(r[0]), *r[1:-4]), values))
+        out.append(((parse_hour(row[0]), *row[1:-4]), values))
     return out
 
 
 async def raw_links(session: AsyncSession, window: Window) -> dict[LinkKey, _Link]:
     """Human clicks per link in ``window``, by hour and message."""
-    t = cast(Table, TrackingEvent.__table__).alias("t")
-    p = cast(Table, TrackingEvent.__table__).alias("tp")
-    earlier = (
-        select(literal(1))
-        .where(
-            p.c.organization_id == t.c.organization_id,
-            p.c.delivery_id == t.c.delivery_id,
-            p.c.kind == "click",
-            p.c.machine == false(),
-            p.c.link_index == t.c.link_index,
-            p.c.id < t.c.id,
-        )
-        .exists()
-    )
-    bucket = hour_bucket(t.c.created_at, postgres=_is_postgres(session))
-    dims = (_d.c.organization_id, _d.c.message_id, _m.c.campaign_id, t.c.link_index)
+    r = _ranked_tracking(window, clicks_by_link=True)
+    bucket = hour_bucket(r.c.created_at, postgres=_is_postgres(session))
+    dims = (_d.c.organization_id, _d.c.message_id, _m.c.campaign_id, r.c.link_index)
     stmt = (
         select(
             bucket,
             *dims,
-            func.max(t.c.url),
+            func.max(r.c.url),
             func.count(),
-            func.sum(case((~earlier, 1), else_=0)),
+            func.sum(case((r.c.rank == 1, 1), else_=0)),
         )
-        .select_from(
-            t.join(
-                _d, and_(_d.c.id == t.c.delivery_id, _d.c.organization_id == t.c.organization_id)
-            ).join(_m, _m.c.id == _d.c.message_id)
-        )
-        .where(
-            t.c.kind == "click",
-            t.c.machine == false(),
-            *_raw_filters(window, t),
-        )
+        .select_from(_tracking_join(r))
+        .where(*_raw_filters(window, r))
         .group_by(bucket, *dims)
     )
     return {
-        (parse_hour(r[0]), *r[1:5]): _Link(url=r[5], clicked=int(r[7] or 0), clicked_total=r[6])
-        for r in (await session.execute(stmt)).all()
+        (parse_hour(row[0]), *row[1:5]): _Link(
+            url=row[5], clicked=int(row[7] or 0), clicked_total=row[6]
+        )
+        for row in (await session.execute(stmt)).all()
     }
 
 
