@@ -17,6 +17,8 @@ Runs, selectable with ``--only`` (comma-separated, or repeated):
   100,000-delivery backlog drains; API accept -> provider hand-off p50/p99 (``bench/priority.py``).
 - ``tracking-sqlite``, ``tracking-postgres``: open-pixel fetches per second on ``guestcomms
   api`` (``bench/tracking.py``).
+- ``analytics-sqlite``, ``analytics-postgres``: ``GET /v1/analytics`` p50/p99 over a history
+  of ``--analytics-events`` delivery events (default 1,000,000; ``bench/analytics.py``).
 
 ``--recipients N`` sizes every run (default 10,000); ``--profile RUN`` records the worker of
 that run with py-spy and prints where its time went. Exit status 1 if any run failed, or if
@@ -37,6 +39,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import analytics as analytics_bench
 from bench import e2e
 from bench import fanout as fanout_bench
 from bench import priority as priority_bench
@@ -64,6 +67,7 @@ RUNS = (
     *FANOUT_RUNS,
     *priority_bench.RUNS,
     *tracking_bench.RUNS,
+    *analytics_bench.RUNS,
 )
 DEFAULT_RUNS = (
     CEILING,
@@ -71,6 +75,7 @@ DEFAULT_RUNS = (
     *FANOUT_RUNS,
     *priority_bench.RUNS,
     *tracking_bench.RUNS,
+    *analytics_bench.RUNS,
 )
 FANOUT_TIMEOUT_SECONDS = 300.0
 CEILING_LOOPS = ("asyncio", "uvloop")
@@ -113,6 +118,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--timeout", type=float, default=180.0, help="seconds allowed for each waiting phase"
     )
     parser.add_argument("--postgres", default=DEFAULT_ADMIN_DSN, help="admin DSN (database test)")
+    parser.add_argument(
+        "--analytics-events",
+        type=int,
+        default=1_000_000,
+        help="delivery events of the analytics runs' history (default 1000000)",
+    )
     parser.add_argument("--out", type=Path, help="keep logs and profiles in this folder")
     priority_bench.add_arguments(parser)
     args = parser.parse_args(argv)
@@ -181,6 +192,15 @@ class Findings:
     fanouts: list[fanout_bench.FanoutResult] = field(default_factory=list)
     priorities: list[priority_bench.PriorityResult] = field(default_factory=list)
     trackings: list[tracking_bench.Result] = field(default_factory=list)
+    analytics: list[analytics_bench.Result] = field(default_factory=list)
+
+    def failed_run(self, name: str, error: str | None) -> bool:
+        """Whether a run came back with an error (then recorded as a failure and printed)."""
+        if error is None:
+            return False
+        self.ok = False
+        console.print(f"[red]  {name} failed:[/] {error}")
+        return True
 
     def failed(self, scenario: e2e.Scenario, recipients: int, error: str) -> None:
         """Record a run that could not happen."""
@@ -275,9 +295,7 @@ async def one_run(
         options = dataclasses.replace(options, profile_dir=args.workdir / "profiles")
     result, profiler = await e2e.run(scenario, seed, options, sinks)
     found.results.append(result)
-    if result.error is not None:
-        found.ok = False
-        console.print(f"[red]  {scenario.name} failed:[/] {result.error}")
+    if found.failed_run(scenario.name, result.error):
         return
     console.print(
         f"  {scenario.name}: {result.end_to_end_rate:,.0f} msgs/s end to end "
@@ -338,9 +356,7 @@ async def priorities(args: argparse.Namespace, sinks: e2e.Sinks, found: Findings
         return
     for result in await priority_bench.run_all(args, names, sinks.simulator_url):
         found.priorities.append(result)
-        if result.error is not None:
-            found.ok = False
-            console.print(f"[red]  {result.name} failed:[/] {result.error}")
+        if found.failed_run(result.name, result.error):
             continue
         p99 = result.percentile(result.latencies_ms, 0.99)
         console.print(
@@ -356,9 +372,7 @@ async def trackings(args: argparse.Namespace, found: Findings) -> None:
         return
     for result in await tracking_bench.run_all(names, admin_dsn=args.postgres):
         found.trackings.append(result)
-        if result.error is not None:
-            found.ok = False
-            console.print(f"[red]  {result.store} failed:[/] {result.error}")
+        if found.failed_run(result.store, result.error):
             continue
         console.print(
             f"  {result.store}: {result.per_second:,.0f} pixel fetches/s, p99 "
@@ -366,8 +380,28 @@ async def trackings(args: argparse.Namespace, found: Findings) -> None:
         )
 
 
+async def analytics(args: argparse.Namespace, found: Findings) -> None:
+    """Analytics query latency on each database asked for."""
+    names = [name for name in analytics_bench.RUNS if name in args.only]
+    if not names:
+        return
+    results = await analytics_bench.run_all(
+        names, admin_dsn=args.postgres, events=args.analytics_events
+    )
+    for result in results:
+        found.analytics.append(result)
+        if found.failed_run(f"analytics-{result.store}", result.error):
+            continue
+        console.print(
+            f"  analytics-{result.store}: p50 {result.p(0.5):.1f} ms, p99 "
+            f"{result.p(0.99):.1f} ms over {result.events:,} delivery events"
+        )
+
+
 def print_findings(args: argparse.Namespace, found: Findings) -> None:
     """The tables."""
+    if found.analytics:
+        console.print(analytics_bench.table(found.analytics))
     if found.trackings:
         console.print(tracking_bench.table(found.trackings))
     if found.fanouts:
@@ -412,6 +446,7 @@ async def bench(args: argparse.Namespace) -> bool:
         await fanouts(args, found)
         await priorities(args, sinks, found)
         await trackings(args, found)
+        await analytics(args, found)
     print_findings(args, found)
     return found.ok
 

@@ -1,38 +1,45 @@
-"""``python -m bench.analytics``: analytics query latency over a generated history.
+"""``python -m bench.analytics`` (and the ``make bench`` runs ``analytics-sqlite``,
+``analytics-postgres``): analytics query latency over a generated history.
 
 Seeds deliveries with known outcomes (``seed_history``, also used by
-tests/integration/test_analytics.py) until about ``--events`` delivery events exist, runs
-the rollup job, then times ``GET /v1/analytics`` for every scope (through the app, with its
-key check), and prints p50/p99 per database. PostgreSQL is skipped when unreachable.
+tests/integration/test_analytics.py) until about ``--events`` delivery events exist (20 days
+of six messages, with opens and clicks besides), runs the rollup job, then times
+``GET /v1/analytics`` over the whole history for every scope in turn (through the app, with
+its key check), and prints p50/p99 per database. PostgreSQL is skipped when unreachable.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import statistics
 import tempfile
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
-from sqlalchemy import insert, text
+from rich.table import Table
+from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bench.report import make_console
+from bench.stores import DEFAULT_ADMIN_DSN, postgres_reachable
 from guestcomms.analytics.models import AnalyticsRollup
 from guestcomms.analytics.rollup import roll_up
 from guestcomms.campaigns.models import Campaign
 from guestcomms.contacts.models import Contact
 from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.db.migrate import upgrade
-from guestcomms.domain.ids import IdKind, to_public
+from guestcomms.domain.ids import IdKind, id_floor, to_public
 from guestcomms.events.models import Event
 from guestcomms.messages.models import Delivery, DeliveryEvent, Message
 from guestcomms.organizations.models import Organization
@@ -44,6 +51,7 @@ CHANNELS = ("email", "email", "email", "sms")
 PROVIDERS = {"email": ("sendgrid", "ses"), "sms": ("twilio",)}
 URLS = ("https://example.com/rsvp", "https://example.com/venue", "https://example.com/gifts")
 INSERT_CHUNK = 5000
+DAYS = 20  # of sending
 
 
 def uuid7_at(moment: datetime, rng: random.Random) -> uuid.UUID:
@@ -204,7 +212,7 @@ async def seed_history(
     sessions: async_sessionmaker[AsyncSession],
     *,
     deliveries: int,
-    days: int = 20,
+    days: int = DAYS,
     messages: int = 6,
     seed: int = 7,
 ) -> History:
@@ -295,9 +303,11 @@ async def seed_history(
     return history
 
 
-def scope_params(history: History) -> list[dict[str, str]]:
-    """One query per scope over the whole history, daily in New York."""
-    base = {"from": START.isoformat(), "to": history.end.isoformat(), "tz": "America/New_York"}
+def scope_params(history: History, *, until: datetime | None = None) -> list[dict[str, str]]:
+    """One query per scope from the history's start to ``until`` (default: its end), daily
+    in New York."""
+    end = until or history.end
+    base = {"from": START.isoformat(), "to": end.isoformat(), "tz": "America/New_York"}
     return [
         {**base, "scope": "organization"},
         {**base, "scope": "message", "id": to_public(IdKind.MESSAGE, history.messages[0])},
@@ -314,8 +324,35 @@ def scope_params(history: History) -> list[dict[str, str]]:
     ]
 
 
-async def measure(url: str, *, events: int, queries: int) -> dict[str, Any]:
-    """Seed, roll up, and time ``queries`` analytics queries on ``url``."""
+@dataclass
+class Result:
+    """One database's figures (``error`` set when the run could not happen)."""
+
+    store: str
+    deliveries: int = 0
+    events: int = 0
+    tracking: int = 0
+    rollup_rows: int = 0
+    tail_events: int = 0  # past the watermark, read raw by every query
+    seed_s: float = 0.0
+    rollup_s: float = 0.0
+    timings: dict[str, list[float]] = field(default_factory=dict)  # seconds, by scope
+    error: str | None = None
+
+    @property
+    def every(self) -> list[float]:
+        """Every query's time, sorted."""
+        return sorted(t for values in self.timings.values() for t in values)
+
+    def p(self, fraction: float, values: list[float] | None = None) -> float:
+        """The ``fraction`` percentile in ms (nearest rank)."""
+        ordered = sorted(values) if values is not None else self.every
+        return ordered[max(0, math.ceil(len(ordered) * fraction) - 1)] * 1000
+
+
+async def measure(store: str, url: str, *, events: int, queries: int) -> Result:
+    """Seed about ``events`` delivery events, roll up, and time ``queries`` analytics
+    queries (the scopes in turn, after one warm-up round) through the app on ``url``."""
     from guestcomms.app import create_app  # noqa: PLC0415 - after the database is ready
     from guestcomms.config import Environment, Settings  # noqa: PLC0415
     from guestcomms.organizations.repository import OrganizationRepository  # noqa: PLC0415
@@ -326,13 +363,31 @@ async def measure(url: str, *, events: int, queries: int) -> dict[str, Any]:
     sessions = create_session_factory(engine)
     began = time.perf_counter()
     history = await seed_history(sessions, deliveries=events * 10 // 21)
-    seeded = time.perf_counter() - began
+    result = Result(
+        store,
+        deliveries=len(history.deliveries),
+        events=len(history.events),
+        tracking=len(history.tracking),
+        seed_s=time.perf_counter() - began,
+    )
+    # as in production, the job has rolled up every closed hour; the query is made in the
+    # last hour of sending (the busiest), whose events it reads raw
+    now = START + timedelta(days=DAYS) - timedelta(minutes=10)
     began = time.perf_counter()
-    await roll_up(sessions, now=history.end + timedelta(days=1), settle_seconds=0)
-    rolled = time.perf_counter() - began
+    await roll_up(sessions, now=now, settle_seconds=0)
+    result.rollup_s = time.perf_counter() - began
     async with sessions() as session, session.begin():
         issued = await issue_key(OrganizationRepository(session), organization_name="Analytics")
-        rollup_rows = len((await session.execute(AnalyticsRollup.__table__.select())).all())
+        result.rollup_rows = (
+            await session.scalar(select(func.count()).select_from(AnalyticsRollup))
+        ) or 0
+        watermark = id_floor(now.replace(minute=0, second=0, microsecond=0))
+        for table in (DeliveryEvent, TrackingEvent):
+            result.tail_events += (
+                await session.scalar(
+                    select(func.count()).where(table.id >= watermark, table.created_at < now)
+                )
+            ) or 0
     await engine.dispose()
     settings = Settings(
         environment=Environment.TEST,
@@ -341,8 +396,8 @@ async def measure(url: str, *, events: int, queries: int) -> dict[str, Any]:
         api_rate_limit="1000000/minute",
     )
     app = create_app(settings)
+    params = scope_params(history, until=now)
     timings: dict[str, list[float]] = defaultdict(list)
-    params = scope_params(history)
     async with (
         app.router.lifespan_context(app),
         httpx.AsyncClient(
@@ -351,68 +406,107 @@ async def measure(url: str, *, events: int, queries: int) -> dict[str, Any]:
             headers={"Authorization": f"Bearer {issued.plaintext}"},
         ) as client,
     ):
-        for n in range(queries):
+        for n in range(len(params) + queries):
             query = params[n % len(params)]
             began = time.perf_counter()
             response = await client.get("/v1/analytics", params=query)
-            timings[query["scope"]].append(time.perf_counter() - began)
+            elapsed = time.perf_counter() - began
             response.raise_for_status()
-    every = sorted(t for values in timings.values() for t in values)
-    return {
-        "events": len(history.events),
-        "tracking": len(history.tracking),
-        "deliveries": len(history.deliveries),
-        "rollup_rows": rollup_rows,
-        "seed_s": seeded,
-        "rollup_s": rolled,
-        "p50_ms": statistics.median(every) * 1000,
-        "p99_ms": every[int(len(every) * 0.99) - 1] * 1000,
-        "by_scope_p50_ms": {k: statistics.median(v) * 1000 for k, v in timings.items()},
-    }
+            if n >= len(params):  # the first round warms the connection pool and caches
+                timings[_label(query)].append(elapsed)
+    result.timings = dict(timings)
+    return result
 
 
-async def _main(args: argparse.Namespace) -> None:
-    from bench.stores import postgres_reachable  # noqa: PLC0415
+def _label(query: dict[str, str]) -> str:
+    return f"{query['scope']} by {query.get('group_by', 'day')}"
 
-    with tempfile.TemporaryDirectory() as folder:
-        url = f"sqlite+aiosqlite:///{Path(folder) / 'analytics.db'}"
-        _print("sqlite", await measure(url, events=args.events, queries=args.queries))
-    reason = await postgres_reachable(args.postgres)
-    if reason is not None:
-        print(f"postgres: skipped ({reason})")
-        return
-    import asyncpg  # noqa: PLC0415
 
+RUNS = ("analytics-sqlite", "analytics-postgres")
+
+
+async def run_all(
+    names: Sequence[str],
+    *,
+    admin_dsn: str = DEFAULT_ADMIN_DSN,
+    events: int = 1_000_000,
+    queries: int = 400,
+) -> list[Result]:
+    """Each run asked for, each on a fresh database; a run that cannot happen (PostgreSQL
+    unreachable) comes back with its ``error``."""
+    results: list[Result] = []
+    for run in names:
+        store = run.removeprefix("analytics-")
+        try:
+            if store == "sqlite":
+                with tempfile.TemporaryDirectory() as folder:
+                    url = f"sqlite+aiosqlite:///{Path(folder) / 'analytics.db'}"
+                    results.append(await measure(store, url, events=events, queries=queries))
+                continue
+            reason = await postgres_reachable(admin_dsn)
+            if reason is not None:
+                results.append(Result(store, error=f"skipped: {reason}"))
+                continue
+            results.append(await _on_postgres(admin_dsn, events=events, queries=queries))
+        except (OSError, asyncpg.PostgresError, httpx.HTTPError) as e:
+            results.append(Result(store, error=str(e)))
+    return results
+
+
+async def _on_postgres(admin_dsn: str, *, events: int, queries: int) -> Result:
     name = f"gc_bench_analytics_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(args.postgres)
+    admin = await asyncpg.connect(admin_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
-        host = args.postgres.split("@", 1)[1].rsplit("/", 1)[0]
+        host = admin_dsn.split("@", 1)[1].rsplit("/", 1)[0]
         url = f"postgresql+asyncpg://postgres@{host}/{name}"
-        _print("postgres", await measure(url, events=args.events, queries=args.queries))
+        return await measure("postgres", url, events=events, queries=queries)
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
 
 
-def _print(store: str, found: dict[str, Any]) -> None:
-    print(
-        f"{store}: {found['deliveries']:,} deliveries, {found['events']:,} delivery events, "
-        f"{found['tracking']:,} tracking events; seeded in {found['seed_s']:.1f} s, rolled up "
-        f"in {found['rollup_s']:.1f} s into {found['rollup_rows']:,} rows"
-    )
-    print(f"  GET /v1/analytics: p50 {found['p50_ms']:.1f} ms, p99 {found['p99_ms']:.1f} ms")
-    for scope, p50 in found["by_scope_p50_ms"].items():
-        print(f"    {scope}: p50 {p50:.1f} ms")
+def table(results: Sequence[Result]) -> Table:
+    """The figures as a table: all scopes together, then the slowest scope's p50."""
+    out = Table(title="analytics: GET /v1/analytics over a generated history, after the rollup")
+    columns = ("store", "delivery ev.", "tracking ev.", "rollup rows", "raw tail", "queries")
+    for column in (*columns, "p50 ms", "p99 ms", "slowest scope: p50 ms"):
+        out.add_column(column, justify="right")
+    for r in results:
+        if r.error is not None:
+            out.add_row(r.store, f"failed: {r.error}", *[""] * 7)
+            continue
+        slowest = max(r.timings, key=lambda k: statistics.median(r.timings[k]))
+        out.add_row(
+            r.store,
+            f"{r.events:,}",
+            f"{r.tracking:,}",
+            f"{r.rollup_rows:,}",
+            f"{r.tail_events:,}",
+            f"{len(r.every):,}",
+            f"{r.p(0.5):.1f}",
+            f"{r.p(0.99):.1f}",
+            f"{slowest}: {r.p(0.5, r.timings[slowest]):.1f}",
+        )
+    return out
 
 
 def main() -> None:
-    """Parse the arguments and run."""
+    """Parse the arguments, run, print the table."""
     parser = argparse.ArgumentParser(prog="python -m bench.analytics", description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000, help="delivery events")
-    parser.add_argument("--queries", type=int, default=400)
-    parser.add_argument("--postgres", default="postgresql://postgres@127.0.0.1:5432/test")
-    asyncio.run(_main(parser.parse_args()))
+    parser.add_argument("--queries", type=int, default=400, help="timed, per database")
+    parser.add_argument("--only", default=",".join(RUNS), help="runs, comma-separated")
+    parser.add_argument("--postgres", default=DEFAULT_ADMIN_DSN, help="admin DSN")
+    args = parser.parse_args()
+    names = [n for n in args.only.split(",") if n]
+    for name in names:
+        if name not in RUNS:
+            parser.error(f"unknown run {name!r}; choose from {', '.join(RUNS)}")
+    results = asyncio.run(
+        run_all(names, admin_dsn=args.postgres, events=args.events, queries=args.queries)
+    )
+    make_console().print(table(results))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -33,7 +33,7 @@ from guestcomms.analytics.models import AnalyticsLinkRollup, AnalyticsRollup, An
 from guestcomms.campaigns.models import Campaign
 from guestcomms.db.queue import hour_bucket, parse_hour
 from guestcomms.domain.clock import utc_now
-from guestcomms.domain.ids import new_id
+from guestcomms.domain.ids import id_floor, new_id
 from guestcomms.events.models import Event
 from guestcomms.messages.models import Delivery, DeliveryEvent, Message
 from guestcomms.templates.models import Template, TemplateVersion
@@ -41,6 +41,7 @@ from guestcomms.tracking.models import TrackingEvent
 
 WATERMARK_SOURCE = "events"  # one position for delivery_events and tracking_events
 ZERO_ID = uuid.UUID(int=0)
+ID_SLACK = timedelta(seconds=1)
 
 # The figure each delivery event type counts towards (types not listed count nowhere). Types
 # are the worker's (EventType) and the providers' normalised ones (ProviderEventType).
@@ -165,12 +166,20 @@ def _touched(events: Table, window: Window) -> list[ColumnElement[bool]]:
     out: list[ColumnElement[bool]] = []
     if window.organization_id is not None:
         out.append(events.c.organization_id == window.organization_id)
-    if window.lo == ZERO_ID and window.hi is None:
+    lo, hi = window.lo, window.hi
+    # a query's time range bounds the ids too (an event's id and created_at are made
+    # together; a second's slack either side): a tail never reads past the range's end
+    if window.since is not None:
+        lo = max(lo, id_floor(window.since - ID_SLACK))
+    if window.until is not None:
+        end = id_floor(window.until + ID_SLACK)
+        hi = end if hi is None else min(hi, end)
+    if lo == ZERO_ID and hi is None:
         return out  # the whole history: every delivery is touched
     inner = events.alias("w")
-    bounds = [inner.c.id >= window.lo]
-    if window.hi is not None:
-        bounds.append(inner.c.id < window.hi)
+    bounds = [inner.c.id >= lo]
+    if hi is not None:
+        bounds.append(inner.c.id < hi)
     # the id range alone: it is what is selective (the organization may hold every row)
     out.append(events.c.delivery_id.in_(select(inner.c.delivery_id).where(*bounds)))
     return out
@@ -294,6 +303,11 @@ async def raw_links(session: AsyncSession, window: Window) -> dict[LinkKey, _Lin
     }
 
 
+def _summed(sums: Sequence[Any]) -> Counters:
+    """Counters from ``sum()`` of each of COUNTER_NAMES, in order (NULL: no rows)."""
+    return Counters(**{n: int(v or 0) for n, v in zip(COUNTER_NAMES, sums, strict=True)})
+
+
 class RollupRepository:
     """The rollup job's writes: the watermark and the appended counters."""
 
@@ -401,9 +415,15 @@ class AnalyticsRepository:
         )
         out: dict[datetime, Counters] = {}
         for row in (await self._session.execute(stmt)).all():
-            values = dict(zip(COUNTER_NAMES, row[1:], strict=True))
-            out[row[0]] = Counters(**{name: int(v or 0) for name, v in values.items()})
+            out[row[0]] = _summed(row[1:])
         return out
+
+    async def rolled_up_total(self, *, since: datetime, until: datetime) -> Counters:
+        """The whole organization's rolled-up counters in ``[since, until)``, in one sum."""
+        stmt = select(*(func.sum(_r.c[n]) for n in COUNTER_NAMES)).where(
+            _r.c.organization_id == self._org, _r.c.bucket >= since, _r.c.bucket < until
+        )
+        return _summed((await self._session.execute(stmt)).one())
 
     async def tail(
         self, scope: Scope, *, since: datetime, until: datetime, position: uuid.UUID

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from guestcomms.analytics.repository import RollupRepository, Window, raw_counters, raw_links
 from guestcomms.domain.clock import utc_now
+from guestcomms.domain.ids import id_floor, id_time
 
 log = structlog.get_logger("guestcomms.analytics")
 
@@ -31,17 +31,6 @@ SETTLE_SECONDS = 60.0
 INTERVAL_SECONDS = 60.0  # between passes
 MAX_WINDOW = timedelta(days=1)  # of events per transaction, so a first pass over years
 # of history does not hold one long transaction
-
-
-def id_floor(moment: datetime) -> uuid.UUID:
-    """The smallest UUIDv7 of ``moment``'s millisecond: every id made before it is smaller."""
-    millis = int(moment.timestamp() * 1000)
-    return uuid.UUID(int=millis << 80)
-
-
-def id_time(value: uuid.UUID) -> datetime:
-    """The time a UUIDv7 was made (to the millisecond)."""
-    return datetime.fromtimestamp((value.int >> 80) / 1000, tz=UTC)
 
 
 def rollup_end(now: datetime, *, settle_seconds: float) -> datetime:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -40,10 +41,15 @@ class Report:
 
 
 async def by_hour(
-    repo: AnalyticsRepository, scope: Scope, *, since: datetime, until: datetime
+    repo: AnalyticsRepository,
+    scope: Scope,
+    *,
+    since: datetime,
+    until: datetime,
+    position: uuid.UUID,
 ) -> dict[datetime, fig.Counters]:
-    """Exact counters by UTC hour: the rollups up to the watermark, raw events past it."""
-    position = await repo.position()
+    """Exact counters by UTC hour: the rollups up to the watermark ``position``, raw events
+    past it."""
     hours = await repo.rolled_up(scope, since=since, until=until)
     for hour, counters in (
         await repo.tail(scope, since=since, until=until, position=position)
@@ -55,18 +61,16 @@ async def by_hour(
 async def report(repo: AnalyticsRepository, query: Query) -> Report:
     """The report of ``query``; the baseline is the whole organization's previous 90 days
     (from the rollups alone: a baseline needs no exactness, and stays cheap)."""
-    hours = await by_hour(repo, query.scope, since=query.since, until=query.until)
+    position = await repo.position()
+    hours = await by_hour(
+        repo, query.scope, since=query.since, until=query.until, position=position
+    )
     totals = fig.total(hours.values())
-    baseline = fig.total(
-        (
-            await repo.rolled_up(
-                Scope(None), since=query.since - timedelta(days=BASELINE_DAYS), until=query.since
-            )
-        ).values()
+    baseline = await repo.rolled_up_total(
+        since=query.since - timedelta(days=BASELINE_DAYS), until=query.since
     )
     links = None
     if query.with_links:
-        position = await repo.position()
         links = await repo.links(
             query.scope, since=query.since, until=query.until, position=position
         )

@@ -7,6 +7,7 @@ of one kind is never accepted where another is expected.
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from enum import StrEnum
 
 import uuid_utils
@@ -42,6 +43,18 @@ class InvalidIdError(ValueError):
 def new_id() -> uuid.UUID:
     """Return a fresh UUIDv7: unique, and ordered by creation time."""
     return uuid.UUID(bytes=uuid_utils.uuid7().bytes)
+
+
+def id_floor(moment: datetime) -> uuid.UUID:
+    """The smallest UUIDv7 of ``moment``'s millisecond: every id made before it is smaller
+    (ids are time-ordered, so an id range is a time range)."""
+    millis = int(moment.timestamp() * 1000)
+    return uuid.UUID(int=millis << 80)
+
+
+def id_time(value: uuid.UUID) -> datetime:
+    """The time a UUIDv7 was made (to the millisecond)."""
+    return datetime.fromtimestamp((value.int >> 80) / 1000, tz=UTC)
 
 
 def to_public(kind: IdKind, value: uuid.UUID) -> str:
