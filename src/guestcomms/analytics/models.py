@@ -19,7 +19,16 @@ class AnalyticsRollup(Base):
     of its first event of that kind (its first ``sent``, its first human open, ...)."""
 
     __tablename__ = "analytics_rollups"
-    __table_args__ = (Index("ix_analytics_rollups_org_bucket", "organization_id", "bucket"),)
+    # one index per scope a query filters on, led by it, so a campaign's report reads its
+    # own rows rather than every row of the organization in the range (channel and provider
+    # have a handful of values: the organization's index serves them)
+    __table_args__ = (
+        Index("ix_analytics_rollups_org_bucket", "organization_id", "bucket"),
+        Index("ix_analytics_rollups_message", "message_id", "bucket"),
+        Index("ix_analytics_rollups_campaign", "campaign_id", "bucket"),
+        Index("ix_analytics_rollups_event", "event_id", "bucket"),
+        Index("ix_analytics_rollups_template_version", "template_version_id", "bucket"),
+    )
 
     # no foreign keys: counters outlive the rows they count (an erased guest, a deleted message)
     organization_id: Mapped[uuid.UUID]
@@ -52,6 +61,7 @@ class AnalyticsLinkRollup(Base):
     __tablename__ = "analytics_link_rollups"
     __table_args__ = (
         Index("ix_analytics_link_rollups_org_message", "organization_id", "message_id", "bucket"),
+        Index("ix_analytics_link_rollups_campaign", "campaign_id", "bucket"),
     )
 
     organization_id: Mapped[uuid.UUID]

@@ -65,7 +65,10 @@ async def report(repo: AnalyticsRepository, query: Query) -> Report:
     hours = await by_hour(
         repo, query.scope, since=query.since, until=query.until, position=position
     )
-    totals = fig.total(hours.values())
+    series = group(
+        hours, since=query.since, until=query.until, group_by=query.group_by, zone=query.zone
+    )
+    totals = fig.total(c for _, c in series)  # the periods cover the range's hours once
     baseline = await repo.rolled_up_total(
         since=query.since - timedelta(days=BASELINE_DAYS), until=query.since
     )
@@ -77,13 +80,7 @@ async def report(repo: AnalyticsRepository, query: Query) -> Report:
     return Report(
         totals=totals,
         rates=fig.rates(totals),
-        series=group(
-            hours,
-            since=query.since,
-            until=query.until,
-            group_by=query.group_by,
-            zone=query.zone,
-        ),
+        series=series,
         links=links,
         score=fig.score(totals, baseline),
         baseline_rates=fig.rates(baseline),
