@@ -65,6 +65,7 @@ from guestcomms.providers import routes as providers_routes
 from guestcomms.security.ssrf import SsrfGuard
 from guestcomms.templates import routes as templates_routes
 from guestcomms.tracking import routes as tracking_routes
+from guestcomms.tracking.recorder import HitRecorder
 from guestcomms.tracking.tokens import tracking_key
 from guestcomms.web import pages
 from guestcomms.webhooks import routes as webhooks_routes
@@ -188,10 +189,13 @@ async def run_worker(worker: Worker, settings: Settings) -> None:
 def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
     """The HTTP API. With ``embedded_worker`` the app also runs a worker in its lifespan."""
     engine = engine_for(settings)
+    sessions = create_session_factory(engine)
+    # the open pixel's and click redirect's writes, in batches (tracking/recorder.py)
+    hits = HitRecorder(sessions)
     runtime = Runtime(
         settings=settings,
         engine=engine,
-        sessions=create_session_factory(engine),
+        sessions=sessions,
         inbox=InboxBroker(),
         api_limiter=ApiRateLimiter.build(
             default_limit=settings.api_rate_limit, redis_url=settings.redis_url
@@ -217,6 +221,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         try:
             yield
         finally:
+            await hits.close()  # every hit handed in is written before the engine goes
             if stop_listening is not None:
                 await stop_listening()
             if worker is not None and worker_task is not None:
@@ -256,10 +261,11 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
         audit_routes.router,
         compliance_routes.router,
         compliance_routes.unsubscribe_router,
-        tracking_routes.router,
         keys_routes.router,
         privacy_routes.router,
         pages.router,
     ):
         app.include_router(router)
+    # ahead of the routers: a pixel is matched first, not after every API route
+    app.router.routes[:0] = tracking_routes.routes(key=tracking_key(settings), recorder=hits)
     return app

@@ -1,14 +1,18 @@
-"""Every tracking query, scoped to one organization: the delivery a token names, the clicks of
-a burst window, recording events, and the unique human opens and clicks of a message."""
+"""Every tracking query: the deliveries tokens name, the clicks of a burst window, recording
+events (``HitRepository``, for a batch of hits across organizations, each query filtered by the
+organizations the tokens name), and one organization's unique human opens and clicks of a
+message (``TrackingRepository``)."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections import defaultdict
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, ScalarSelect, Table, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.domain.enums import EventType
@@ -17,6 +21,11 @@ from guestcomms.tracking.models import TrackingEvent
 
 OPEN = "open"
 CLICK = "click"
+
+# (organization, delivery): what a token names
+DeliveryKey = tuple[uuid.UUID, uuid.UUID]
+# the table, not the entity, for inserts: a plain executemany, without the ORM's bulk path
+_EVENTS = cast(Table, TrackingEvent.__table__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,55 +37,85 @@ class TrackedDelivery:
     sent_at: datetime | None
 
 
-class TrackingRepository:
-    """Reads and writes the tracking events of ``organization_id`` only."""
-
-    def __init__(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
-        self._session = session
-        self._org = organization_id
-
-    async def delivery(self, delivery_id: uuid.UUID) -> TrackedDelivery | None:
-        """The delivery with its send time, or ``None`` if it is not this organization's.
-        One query: the ``sent`` event is found through ``ix_delivery_events_delivery``."""
-        sent_at = (
-            select(func.min(DeliveryEvent.created_at))
-            .where(
-                DeliveryEvent.delivery_id == Delivery.id,
-                DeliveryEvent.type == EventType.SENT.value,
-            )
-            .scalar_subquery()
+def _sent_at() -> ScalarSelect[datetime]:
+    """The delivery's first ``sent`` event, found through ``ix_delivery_events_delivery``."""
+    return (
+        select(func.min(DeliveryEvent.created_at))
+        .where(
+            DeliveryEvent.delivery_id == Delivery.id,
+            DeliveryEvent.type == EventType.SENT.value,
         )
-        row = (
-            await self._session.execute(
-                select(Delivery.id, sent_at.label("sent_at")).where(
-                    Delivery.id == delivery_id, Delivery.organization_id == self._org
-                )
-            )
-        ).first()
-        if row is None:
-            return None
-        # min() keeps the column's type, so the time comes back aware UTC on SQLite too
-        return TrackedDelivery(id=row.id, sent_at=row.sent_at)
+        .scalar_subquery()
+    )
 
-    async def links_clicked_since(self, delivery_id: uuid.UUID, since: datetime) -> set[int]:
-        """The distinct link indexes of the delivery clicked at or after ``since``."""
-        rows = await self._session.scalars(
-            select(TrackingEvent.link_index)
-            .distinct()
-            .where(
-                TrackingEvent.organization_id == self._org,
-                TrackingEvent.delivery_id == delivery_id,
+
+class HitRepository:
+    """The queries of one batch of tracking hits (``tracking.service.record_hits``). A batch
+    spans organizations: every query takes the (organization, delivery) pairs the verified
+    tokens name, and nothing of a delivery is returned unless it is that organization's."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    async def deliveries(self, keys: Collection[DeliveryKey]) -> dict[DeliveryKey, TrackedDelivery]:
+        """The deliveries of ``keys`` that exist in their organization, with their send time.
+        One query by primary key."""
+        if not keys:
+            return {}
+        rows = await self._session.execute(
+            select(Delivery.organization_id, Delivery.id, _sent_at().label("sent_at")).where(
+                Delivery.id.in_({delivery for _, delivery in keys})
+            )
+        )
+        wanted = set(keys)
+        # min() keeps the column's type, so the time comes back aware UTC on SQLite too
+        return {
+            (row.organization_id, row.id): TrackedDelivery(id=row.id, sent_at=row.sent_at)
+            for row in rows
+            if (row.organization_id, row.id) in wanted
+        }
+
+    async def clicks_since(
+        self, keys: Collection[DeliveryKey], since: datetime
+    ) -> dict[DeliveryKey, list[tuple[int, datetime]]]:
+        """The clicks (link index, time) of each delivery of ``keys`` at or after ``since``,
+        through ``ix_tracking_events_delivery``."""
+        if not keys:
+            return {}
+        rows = await self._session.execute(
+            select(
+                TrackingEvent.organization_id,
+                TrackingEvent.delivery_id,
+                TrackingEvent.link_index,
+                TrackingEvent.created_at,
+            ).where(
+                TrackingEvent.organization_id.in_({org for org, _ in keys}),
+                TrackingEvent.delivery_id.in_({delivery for _, delivery in keys}),
                 TrackingEvent.kind == CLICK,
                 TrackingEvent.created_at >= since,
             )
         )
-        return {index for index in rows if index is not None}
+        wanted = set(keys)
+        clicks: dict[DeliveryKey, list[tuple[int, datetime]]] = defaultdict(list)
+        for row in rows:
+            key = (row.organization_id, row.delivery_id)
+            if key in wanted and row.link_index is not None:
+                clicks[key].append((row.link_index, row.created_at))
+        return clicks
 
-    async def add(self, event: TrackingEvent) -> None:
-        """Insert one event (its organization set to this repository's)."""
-        event.organization_id = self._org
-        self._session.add(event)
-        await self._session.flush()
+    async def add_all(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert ``rows`` (``TrackingEvent`` columns, ``organization_id`` set) in one
+        statement."""
+        if rows:
+            await self._session.execute(insert(_EVENTS), list(rows))
+
+
+class TrackingRepository:
+    """Reads the tracking events of ``organization_id`` only."""
+
+    def __init__(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
+        self._session = session
+        self._org = organization_id
 
     async def unique_opens(
         self,

@@ -1,29 +1,44 @@
-"""Record an open or a click of a verified token, with the machine rules' verdict.
+"""Record a batch of opens and clicks of verified tokens, each with the machine rules' verdict.
 
-Called by the public tracking routes (``tracking/routes.py``) inside the request's
-transaction; nothing here commits. The token was verified by the caller, so its organization
-is trusted; the delivery must still exist in that organization, else ``NotFoundError``.
+Called by the hit recorder (``tracking/recorder.py``) inside the transaction it owns for the
+batch; nothing here commits. The tokens were verified by the caller, so their organizations
+are trusted; each delivery must still exist in its token's organization, else that hit is
+not stored and its verdict is ``None`` (the route answers 404).
+
+A batch is decided as if its hits had come one after the other in the order given: a click's
+burst count sees the clicks stored before the batch and the batch's earlier clicks of the
+same delivery. Queries per batch: one for the deliveries and their send times, one for the
+clicks of the burst window (only when the batch has clicks), one insert.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from guestcomms.errors import NotFoundError
+from guestcomms.domain.ids import new_id
 from guestcomms.tracking.machine import (
     CLICK_BURST_WINDOW_SECONDS,
     MachineVerdict,
     classify_click,
     classify_open,
 )
-from guestcomms.tracking.models import TrackingEvent
-from guestcomms.tracking.repository import CLICK, OPEN, TrackedDelivery, TrackingRepository
+from guestcomms.tracking.repository import (
+    CLICK,
+    OPEN,
+    DeliveryKey,
+    HitRepository,
+    TrackedDelivery,
+)
 from guestcomms.tracking.tokens import ClickClaim, OpenClaim
 
 MAX_USER_AGENT_CHARS = 300  # the column's length
+_BURST_WINDOW = timedelta(seconds=CLICK_BURST_WINDOW_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +49,18 @@ class Visitor:
     ip: str | None
 
 
-async def _delivery(repo: TrackingRepository, claim: OpenClaim | ClickClaim) -> TrackedDelivery:
-    delivery = await repo.delivery(claim.delivery_id)
-    if delivery is None:
-        raise NotFoundError("unknown tracking link")
-    return delivery
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One fetch of a verified open or click token, at ``at`` (when the request came)."""
+
+    claim: OpenClaim | ClickClaim
+    visitor: Visitor
+    at: datetime
+
+    @property
+    def key(self) -> DeliveryKey:
+        """The (organization, delivery) the token names."""
+        return (self.claim.organization_id, self.claim.delivery_id)
 
 
 def _seconds_since_send(delivery: TrackedDelivery, now: datetime) -> float:
@@ -49,56 +71,68 @@ def _seconds_since_send(delivery: TrackedDelivery, now: datetime) -> float:
     return max((now - delivery.sent_at).total_seconds(), 0.0)
 
 
-def _event(
-    claim: OpenClaim | ClickClaim, kind: str, verdict: MachineVerdict, visitor: Visitor
-) -> TrackingEvent:
-    click = claim if isinstance(claim, ClickClaim) else None
-    return TrackingEvent(
-        delivery_id=claim.delivery_id,
-        kind=kind,
-        link_index=click.link_index if click else None,
-        url=click.url if click else None,
-        machine=verdict.machine,
-        machine_reason=verdict.reason.value if verdict.reason else None,
-        user_agent=(visitor.user_agent or None) and visitor.user_agent[:MAX_USER_AGENT_CHARS],
+def _row(hit: Hit, verdict: MachineVerdict) -> dict[str, Any]:
+    click = hit.claim if isinstance(hit.claim, ClickClaim) else None
+    agent = hit.visitor.user_agent
+    return {
+        # ids in the batch's order, so reading by id replays the hits as they came
+        "id": new_id(),
+        "created_at": hit.at,
+        "organization_id": hit.claim.organization_id,
+        "delivery_id": hit.claim.delivery_id,
+        "kind": CLICK if click else OPEN,
+        "link_index": click.link_index if click else None,
+        "url": click.url if click else None,
+        "machine": verdict.machine,
+        "machine_reason": verdict.reason.value if verdict.reason else None,
+        "user_agent": agent[:MAX_USER_AGENT_CHARS] if agent else None,
+    }
+
+
+async def record_hits(session: AsyncSession, hits: Sequence[Hit]) -> list[MachineVerdict | None]:
+    """Store every hit of ``hits`` whose delivery exists in its organization; return, in the
+    same order, the verdict stored for each, or ``None`` for a hit not stored.
+
+    A click's burst count is the distinct links of its delivery clicked within
+    ``CLICK_BURST_WINDOW_SECONDS`` before it, itself included; the number of links in the
+    message is not known here, so ``all-links-clicked`` does not apply (``click-burst`` does).
+    """
+    repo = HitRepository(session)
+    deliveries = await repo.deliveries({hit.key for hit in hits})
+    clicks = [hit for hit in hits if isinstance(hit.claim, ClickClaim) and hit.key in deliveries]
+    # earlier clicks of each delivery: the stored ones, then the batch's own as it is decided
+    clicked = (
+        await repo.clicks_since({h.key for h in clicks}, min(h.at for h in clicks) - _BURST_WINDOW)
+        if clicks
+        else {}
     )
-
-
-async def record_open(
-    session: AsyncSession, claim: OpenClaim, *, visitor: Visitor, now: datetime
-) -> MachineVerdict:
-    """Store one open-pixel fetch of ``claim``'s delivery; return the verdict stored."""
-    repo = TrackingRepository(session, claim.organization_id)
-    delivery = await _delivery(repo, claim)
-    verdict = classify_open(
-        user_agent=visitor.user_agent,
-        ip=visitor.ip,
-        seconds_since_send=_seconds_since_send(delivery, now),
-    )
-    event = _event(claim, OPEN, verdict, visitor)
-    event.created_at = now
-    await repo.add(event)
-    return verdict
-
-
-async def record_click(
-    session: AsyncSession, claim: ClickClaim, *, visitor: Visitor, now: datetime
-) -> MachineVerdict:
-    """Store one click of ``claim``'s link; return the verdict stored. The burst rules count
-    the distinct links of the delivery clicked in the window before, this one included; the
-    number of links in the message is not known here, so ``all-links-clicked`` does not
-    apply (``click-burst`` still does)."""
-    repo = TrackingRepository(session, claim.organization_id)
-    delivery = await _delivery(repo, claim)
-    since = now - timedelta(seconds=CLICK_BURST_WINDOW_SECONDS)
-    clicked = await repo.links_clicked_since(claim.delivery_id, since)
-    verdict = classify_click(
-        user_agent=visitor.user_agent,
-        ip=visitor.ip,
-        seconds_since_send=_seconds_since_send(delivery, now),
-        clicks_in_window=len(clicked | {claim.link_index}),
-    )
-    event = _event(claim, CLICK, verdict, visitor)
-    event.created_at = now
-    await repo.add(event)
-    return verdict
+    seen: dict[DeliveryKey, list[tuple[int, datetime]]] = defaultdict(list)
+    for key, earlier in clicked.items():
+        seen[key].extend(earlier)
+    verdicts: list[MachineVerdict | None] = []
+    rows: list[dict[str, Any]] = []
+    for hit in hits:
+        delivery = deliveries.get(hit.key)
+        if delivery is None:
+            verdicts.append(None)
+            continue
+        since_send = _seconds_since_send(delivery, hit.at)
+        claim = hit.claim
+        if isinstance(claim, ClickClaim):
+            window_start = hit.at - _BURST_WINDOW
+            links = {index for index, at in seen[hit.key] if at >= window_start}
+            verdict = classify_click(
+                user_agent=hit.visitor.user_agent,
+                ip=hit.visitor.ip,
+                seconds_since_send=since_send,
+                clicks_in_window=len(links | {claim.link_index}),
+            )
+            seen[hit.key].append((claim.link_index, hit.at))
+        else:
+            verdict = classify_open(
+                user_agent=hit.visitor.user_agent, ip=hit.visitor.ip, seconds_since_send=since_send
+            )
+        verdicts.append(verdict)
+        rows.append(_row(hit, verdict))
+    await repo.add_all(rows)
+    return verdicts
