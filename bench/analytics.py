@@ -34,12 +34,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from bench.report import make_console
 from bench.stores import DEFAULT_ADMIN_DSN, postgres_reachable
 from guestcomms.analytics.models import AnalyticsRollup
-from guestcomms.analytics.rollup import roll_up
+from guestcomms.analytics.repository import AnalyticsRepository
+from guestcomms.analytics.rollup import INTERVAL_SECONDS, roll_up
+from guestcomms.analytics.series import ceil_hour
 from guestcomms.campaigns.models import Campaign
 from guestcomms.contacts.models import Contact
 from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.db.migrate import upgrade
-from guestcomms.domain.ids import IdKind, id_floor, to_public
+from guestcomms.domain.ids import IdKind, to_public
 from guestcomms.events.models import Event
 from guestcomms.messages.models import Delivery, DeliveryEvent, Message
 from guestcomms.organizations.models import Organization
@@ -370,22 +372,24 @@ async def measure(store: str, url: str, *, events: int, queries: int) -> Result:
         tracking=len(history.tracking),
         seed_s=time.perf_counter() - began,
     )
-    # as in production, the job has rolled up every closed hour; the query is made in the
-    # last hour of sending (the busiest), whose events it reads raw
-    now = START + timedelta(days=DAYS) - timedelta(minutes=10)
+    # the query is made in the last minute of sending, the job's last pass an interval
+    # before, as in production: the events since (a minute or two) are read raw
+    now = START + timedelta(days=DAYS) - timedelta(minutes=1)
     began = time.perf_counter()
-    await roll_up(sessions, now=now, settle_seconds=0)
+    await roll_up(sessions, now=now - timedelta(seconds=INTERVAL_SECONDS))
     result.rollup_s = time.perf_counter() - began
     async with sessions() as session, session.begin():
         issued = await issue_key(OrganizationRepository(session), organization_name="Analytics")
         result.rollup_rows = (
             await session.scalar(select(func.count()).select_from(AnalyticsRollup))
         ) or 0
-        watermark = id_floor(now.replace(minute=0, second=0, microsecond=0))
+        watermark = await AnalyticsRepository(session, history.organization_id).position()
         for table in (DeliveryEvent, TrackingEvent):
             result.tail_events += (
                 await session.scalar(
-                    select(func.count()).where(table.id >= watermark, table.created_at < now)
+                    select(func.count()).where(
+                        table.id >= watermark, table.created_at < ceil_hour(now)
+                    )
                 )
             ) or 0
     await engine.dispose()

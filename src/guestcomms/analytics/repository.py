@@ -10,20 +10,25 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
+    ARRAY,
     ColumnElement,
     FromClause,
     Table,
+    Uuid,
     and_,
+    any_,
+    bindparam,
     case,
     false,
     func,
     insert,
     select,
+    text,
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -33,7 +38,7 @@ from guestcomms.analytics.models import AnalyticsLinkRollup, AnalyticsRollup, An
 from guestcomms.campaigns.models import Campaign
 from guestcomms.db.queue import hour_bucket, parse_hour
 from guestcomms.domain.clock import utc_now
-from guestcomms.domain.ids import id_floor, new_id
+from guestcomms.domain.ids import id_floor, id_time, new_id
 from guestcomms.events.models import Event
 from guestcomms.messages.models import Delivery, DeliveryEvent, Message
 from guestcomms.templates.models import Template, TemplateVersion
@@ -42,6 +47,10 @@ from guestcomms.tracking.models import TrackingEvent
 WATERMARK_SOURCE = "events"  # one position for delivery_events and tracking_events
 ZERO_ID = uuid.UUID(int=0)
 ID_SLACK = timedelta(seconds=1)
+# a query lists its tail's deliveries (see ``tail_window``) when the tail spans at most this
+# long and holds at most this many of them; past that a semi-join on the id range is cheaper
+MAX_LISTED_SPAN = timedelta(hours=6)
+MAX_LISTED_DELIVERIES = 10_000
 
 # The figure each delivery event type counts towards (types not listed count nowhere). Types
 # are the worker's (EventType) and the providers' normalised ones (ProviderEventType).
@@ -83,6 +92,7 @@ _RAW_DIMENSIONS: dict[str, ColumnElement[Any]] = {
     "provider": _d.c.provider,
 }
 
+_LINK_DIMENSIONS = ("organization_id", "message_id", "campaign_id", "link_index")
 Key = tuple[Any, ...]  # (bucket, *DIMENSIONS)
 LinkKey = tuple[Any, ...]  # (bucket, organization_id, message_id, campaign_id, link_index)
 
@@ -129,6 +139,9 @@ class Window:
     scope: Scope = Scope(None)
     since: datetime | None = None
     until: datetime | None = None
+    # the deliveries with an event in the window, when listed (a query's short tail): the
+    # raw reads then look them up by index rather than joining the window's id range
+    deliveries: tuple[uuid.UUID, ...] | None = None
 
 
 def _is_postgres(session: AsyncSession) -> bool:
@@ -153,6 +166,8 @@ def _raw_filters(window: Window, events: FromClause) -> list[Any]:
 async def raw_counters(session: AsyncSession, window: Window) -> dict[Key, Counters]:
     """Counters of the delivery and tracking events in ``window``, by hour and dimensions."""
     out: dict[Key, Counters] = {}
+    if window.deliveries == ():
+        return out
     for key, figure, count in await _delivery_rows(session, window):
         out.setdefault(key, Counters()).add({figure: count})
     for key, values in await _tracking_rows(session, window):
@@ -160,20 +175,33 @@ async def raw_counters(session: AsyncSession, window: Window) -> dict[Key, Count
     return out
 
 
-def _touched(events: Table, window: Window) -> list[ColumnElement[bool]]:
-    """Restricts a ranking to the deliveries with an event in ``window``: their earlier
-    events are read too (a first event may lie before ``lo``), no other delivery's."""
-    out: list[ColumnElement[bool]] = []
-    if window.organization_id is not None:
-        out.append(events.c.organization_id == window.organization_id)
+def _id_bounds(window: Window) -> tuple[uuid.UUID, uuid.UUID | None]:
+    """The ids of the events in ``window``: a query's time range bounds them too (an event's
+    id and created_at are made together; a second's slack either side), so a tail never
+    reads past the range's end."""
     lo, hi = window.lo, window.hi
-    # a query's time range bounds the ids too (an event's id and created_at are made
-    # together; a second's slack either side): a tail never reads past the range's end
     if window.since is not None:
         lo = max(lo, id_floor(window.since - ID_SLACK))
     if window.until is not None:
         end = id_floor(window.until + ID_SLACK)
         hi = end if hi is None else min(hi, end)
+    return lo, hi
+
+
+def _touched(events: Table, window: Window, *, postgres: bool) -> list[ColumnElement[bool]]:
+    """Restricts a ranking to the deliveries with an event in ``window``: their earlier
+    events are read too (a first event may lie before ``lo``), no other delivery's."""
+    out: list[ColumnElement[bool]] = []
+    if window.organization_id is not None:
+        out.append(events.c.organization_id == window.organization_id)
+    if window.deliveries is not None:
+        if postgres:  # one array parameter, one statement to prepare whatever the count
+            listed = bindparam("listed", list(window.deliveries), type_=ARRAY(Uuid()))
+            out.append(events.c.delivery_id == any_(listed))
+        else:
+            out.append(events.c.delivery_id.in_(window.deliveries))
+        return out
+    lo, hi = _id_bounds(window)
     if lo == ZERO_ID and hi is None:
         return out  # the whole history: every delivery is touched
     inner = events.alias("w")
@@ -194,6 +222,7 @@ async def _delivery_rows(session: AsyncSession, window: Window) -> list[tuple[Ke
     # each delivery's events ranked per figure, then only the first of each counted: one
     # sort of the touched deliveries' events rather than a look-back per event
     e = cast(Table, DeliveryEvent.__table__)
+    postgres = _is_postgres(session)
     figure = case(DELIVERY_FIGURES, value=e.c.type)
     ranked = (
         select(
@@ -204,10 +233,10 @@ async def _delivery_rows(session: AsyncSession, window: Window) -> list[tuple[Ke
             figure.label("figure"),
             _rank([e.c.delivery_id, figure], e).label("rank"),
         )
-        .where(e.c.type.in_(list(DELIVERY_FIGURES)), *_touched(e, window))
+        .where(e.c.type.in_(list(DELIVERY_FIGURES)), *_touched(e, window, postgres=postgres))
         .subquery("f")
     )
-    bucket = hour_bucket(ranked.c.created_at, postgres=_is_postgres(session))
+    bucket = hour_bucket(ranked.c.created_at, postgres=postgres)
     dims = list(_RAW_DIMENSIONS.values())
     stmt = (
         select(bucket, *dims, ranked.c.figure, func.count())
@@ -221,7 +250,7 @@ async def _delivery_rows(session: AsyncSession, window: Window) -> list[tuple[Ke
     return [((parse_hour(r[0]), *r[1:-2]), r[-2], r[-1]) for r in rows]
 
 
-def _ranked_tracking(window: Window, *, clicks_by_link: bool) -> FromClause:
+def _ranked_tracking(window: Window, *, clicks_by_link: bool, postgres: bool) -> FromClause:
     """The touched deliveries' opens and clicks, each ranked among the delivery's events of
     its kind and verdict (or, ``clicks_by_link``, its human clicks on the same link)."""
     t = cast(Table, TrackingEvent.__table__)
@@ -243,7 +272,7 @@ def _ranked_tracking(window: Window, *, clicks_by_link: bool) -> FromClause:
             t.c.url,
             _rank(partition, t).label("rank"),
         )
-        .where(*where, *_touched(t, window))
+        .where(*where, *_touched(t, window, postgres=postgres))
         .subquery("r")
     )
 
@@ -256,7 +285,7 @@ def _tracking_join(ranked: FromClause) -> FromClause:
 
 
 async def _tracking_rows(session: AsyncSession, window: Window) -> list[tuple[Key, dict[str, int]]]:
-    r = _ranked_tracking(window, clicks_by_link=False)
+    r = _ranked_tracking(window, clicks_by_link=False, postgres=_is_postgres(session))
     first_human = case((and_(r.c.machine == false(), r.c.rank == 1), 1), else_=0)
     bucket = hour_bucket(r.c.created_at, postgres=_is_postgres(session))
     dims = list(_RAW_DIMENSIONS.values())
@@ -280,7 +309,9 @@ async def _tracking_rows(session: AsyncSession, window: Window) -> list[tuple[Ke
 
 async def raw_links(session: AsyncSession, window: Window) -> dict[LinkKey, _Link]:
     """Human clicks per link in ``window``, by hour and message."""
-    r = _ranked_tracking(window, clicks_by_link=True)
+    if window.deliveries == ():
+        return {}
+    r = _ranked_tracking(window, clicks_by_link=True, postgres=_is_postgres(session))
     bucket = hour_bucket(r.c.created_at, postgres=_is_postgres(session))
     dims = (_d.c.organization_id, _d.c.message_id, _m.c.campaign_id, r.c.link_index)
     stmt = (
@@ -303,9 +334,31 @@ async def raw_links(session: AsyncSession, window: Window) -> dict[LinkKey, _Lin
     }
 
 
+def _in_range(
+    column: ColumnElement[datetime], since: datetime | None, until: datetime | None
+) -> list[ColumnElement[bool]]:
+    """``since <= column < until``, either bound optional."""
+    out: list[ColumnElement[bool]] = []
+    if since is not None:
+        out.append(column >= since)
+    if until is not None:
+        out.append(column < until)
+    return out
+
+
 def _summed(sums: Sequence[Any]) -> Counters:
     """Counters from ``sum()`` of each of COUNTER_NAMES, in order (NULL: no rows)."""
     return Counters(**{n: int(v or 0) for n, v in zip(COUNTER_NAMES, sums, strict=True)})
+
+
+async def plan_each_query(session: AsyncSession) -> None:
+    """On PostgreSQL, plan the transaction's statements for their own parameters.
+
+    The driver prepares each statement, and after five runs PostgreSQL may switch to a
+    generic plan that ignores the parameters: for "the events past the watermark" it guesses
+    a third of the table and scans all of it (30x slower, measured at 1,000,000 events)."""
+    if _is_postgres(session):
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
 
 
 class RollupRepository:
@@ -348,40 +401,83 @@ class RollupRepository:
             .values(position=position)
         )
 
-    async def append(
-        self, counters: Mapping[Key, Counters], links: Mapping[LinkKey, _Link]
+    async def merge(self, counters: Mapping[Key, Counters], links: Mapping[LinkKey, _Link]) -> None:
+        """Add the counters to their key's row of their hour, or make that row: the job
+        runs every minute, and an hour's key keeps one row all the same (rows written
+        by earlier versions, several per key, are summed by the queries as before)."""
+        buckets = sorted({key[0] for key in counters} | {key[0] for key in links})
+        if not buckets:
+            return
+        await self._merge(
+            _r,
+            DIMENSIONS,
+            {key: c.as_dict() for key, c in counters.items()},
+            buckets,
+        )
+        await self._merge(
+            _l,
+            _LINK_DIMENSIONS,
+            {
+                key: {"clicked": link.clicked, "clicked_total": link.clicked_total}
+                for key, link in links.items()
+            },
+            buckets,
+            extra={key: {"url": link.url} for key, link in links.items()},
+        )
+
+    async def _merge(
+        self,
+        table: Table,
+        dimensions: Sequence[str],
+        values: Mapping[Key, Mapping[str, int]],
+        buckets: Sequence[datetime],
+        *,
+        extra: Mapping[Key, Mapping[str, Any]] | None = None,
     ) -> None:
-        """Append one rollup row per key."""
+        key_columns = [table.c.bucket, *(table.c[d] for d in dimensions)]
+        existing: dict[Key, uuid.UUID] = {}
+        organizations = sorted({key[1] for key in values})  # dimensions[0]: the index's lead
+        found = await self._session.execute(
+            select(table.c.id, *key_columns).where(
+                table.c.organization_id.in_(organizations), table.c.bucket.in_(buckets)
+            )
+        )
+        for row in found.all():
+            existing.setdefault((_as_utc(row[1]), *row[2:]), row[0])
+        updates: list[dict[str, Any]] = []
+        inserts: list[dict[str, Any]] = []
         now = utc_now()
-        rows = [
-            {
-                "id": new_id(),
-                "created_at": now,
-                "bucket": key[0],
-                **dict(zip(DIMENSIONS, key[1:], strict=True)),
-                **c.as_dict(),
-            }
-            for key, c in counters.items()
-        ]
-        link_rows = [
-            {
-                "id": new_id(),
-                "created_at": now,
-                "bucket": key[0],
-                "organization_id": key[1],
-                "message_id": key[2],
-                "campaign_id": key[3],
-                "link_index": key[4],
-                "url": link.url,
-                "clicked": link.clicked,
-                "clicked_total": link.clicked_total,
-            }
-            for key, link in links.items()
-        ]
+        for key, counts in values.items():
+            row_id = existing.get((_as_utc(key[0]), *key[1:]))
+            if row_id is not None:
+                updates.append({"row_id": row_id, **{f"add_{n}": v for n, v in counts.items()}})
+                continue
+            inserts.append(
+                {
+                    "id": new_id(),
+                    "created_at": now,
+                    "bucket": key[0],
+                    **dict(zip(dimensions, key[1:], strict=True)),
+                    **counts,
+                    **(extra or {}).get(key, {}),
+                }
+            )
         conn = await self._session.connection()
-        for table, values in ((_r, rows), (_l, link_rows)):
-            for start in range(0, len(values), 1000):
-                await conn.execute(insert(table), values[start : start + 1000])
+        if updates:
+            names = [n for n in updates[0] if n != "row_id"]
+            stmt = (
+                update(table)
+                .where(table.c.id == bindparam("row_id"))
+                .values({n[4:]: table.c[n[4:]] + bindparam(n) for n in names})
+            )
+            await conn.execute(stmt, updates)
+        for start in range(0, len(inserts), 1000):
+            await conn.execute(insert(table), inserts[start : start + 1000])
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """A bucket as an aware UTC datetime (SQLite hands timestamps back naive)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class AnalyticsRepository:
@@ -390,6 +486,10 @@ class AnalyticsRepository:
     def __init__(self, session: AsyncSession, organization_id: uuid.UUID) -> None:
         self._session = session
         self._org = organization_id
+
+    async def plan_each_query(self) -> None:
+        """See the module's ``plan_each_query``."""
+        await plan_each_query(self._session)
 
     async def position(self) -> uuid.UUID:
         """The watermark: rollups hold every event before it."""
@@ -425,21 +525,40 @@ class AnalyticsRepository:
         )
         return _summed((await self._session.execute(stmt)).one())
 
-    async def tail(
+    async def tail_window(
         self, scope: Scope, *, since: datetime, until: datetime, position: uuid.UUID
-    ) -> dict[datetime, Counters]:
-        """Counters by UTC hour of the raw events past the watermark."""
+    ) -> Window:
+        """The raw events a query adds to the rollups: those past the watermark in its range,
+        with their deliveries listed when they are few (the usual tail of the last hour)."""
         window = Window(
             lo=position, organization_id=self._org, scope=scope, since=since, until=until
         )
+        lo, hi = _id_bounds(window)
+        if id_time(hi or id_floor(utc_now())) - id_time(lo) > MAX_LISTED_SPAN:
+            return window  # the job is far behind: a semi-join reads the range
+        found: set[uuid.UUID] = set()
+        for table in (cast(Table, DeliveryEvent.__table__), cast(Table, TrackingEvent.__table__)):
+            stmt = (
+                select(table.c.delivery_id)
+                .distinct()
+                .where(table.c.id >= lo, table.c.organization_id == self._org)
+                .limit(MAX_LISTED_DELIVERIES + 1)
+            )
+            if hi is not None:
+                stmt = stmt.where(table.c.id < hi)
+            found.update(await self._session.scalars(stmt))
+            if len(found) > MAX_LISTED_DELIVERIES:
+                return window
+        return replace(window, deliveries=tuple(found))
+
+    async def tail(self, window: Window) -> dict[datetime, Counters]:
+        """Counters by UTC hour of the raw events of ``window`` (``tail_window``)."""
         out: dict[datetime, Counters] = {}
         for key, c in (await raw_counters(self._session, window)).items():
             out.setdefault(key[0], Counters()).add(c)
         return out
 
-    async def links(
-        self, scope: Scope, *, since: datetime, until: datetime, position: uuid.UUID
-    ) -> list[LinkClicks]:
+    async def links(self, window: Window) -> list[LinkClicks]:
         """Human clicks per link of the scope's messages, rollups and tail together."""
         merged: dict[tuple[uuid.UUID, int | None], _Link] = {}
         columns = {"message_id": _l.c.message_id, "campaign_id": _l.c.campaign_id}
@@ -453,9 +572,8 @@ class AnalyticsRepository:
             )
             .where(
                 _l.c.organization_id == self._org,
-                _l.c.bucket >= since,
-                _l.c.bucket < until,
-                *scope.where(columns),
+                *_in_range(_l.c.bucket, window.since, window.until),
+                *window.scope.where(columns),
             )
             .group_by(_l.c.message_id, _l.c.link_index)
         )
@@ -463,9 +581,6 @@ class AnalyticsRepository:
             merged[(row[0], row[1])] = _Link(
                 url=row[2], clicked=int(row[3]), clicked_total=int(row[4])
             )
-        window = Window(
-            lo=position, organization_id=self._org, scope=scope, since=since, until=until
-        )
         for key, link in (await raw_links(self._session, window)).items():
             found = merged.setdefault((key[2], key[4]), _Link(url=None, clicked=0, clicked_total=0))
             found.url = found.url or link.url

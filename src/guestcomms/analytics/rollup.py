@@ -1,13 +1,15 @@
-"""The rollup job: appends hourly counters of new delivery and tracking events.
+"""The rollup job: adds the counters of new delivery and tracking events to hourly rows.
 
-Each pass reads the events whose ids lie between the watermark and the start of the hour
+Each pass reads the events whose ids lie between the watermark and the start of the minute
 that ended at least ``settle_seconds`` ago (ids are UUIDv7, so an id bound is a time bound),
-at most ``MAX_WINDOW`` of them per transaction, appends their counters to the rollup tables
-and moves the watermark, all in one transaction: a crash loses nothing and counts nothing
-twice. Closed hours only, so each key gets about one row per hour. The settle time lets
-transactions that were still open at the hour's end commit first; an event committed later
-than that, with an older id, would be missed (none of ours is written that late: every
-write transaction is short).
+at most ``MAX_WINDOW`` of them per transaction, adds their counters to their hour's row of
+each key (``RollupRepository.merge``) and moves the watermark, all in one transaction: a
+crash loses nothing and counts nothing twice. Passing every minute keeps the raw tail that
+every query reads (the events past the watermark) to a minute or two of events, rather
+than the up to an hour that closed hours alone would leave: at 1,000,000 events that tail
+was most of a query's time. The settle time lets transactions that were still open at the
+minute's end commit first; an event committed later than that, with an older id, would be
+missed (none of ours is written that late: every write transaction is short).
 
 Nothing in the send path calls this: the worker runs ``RollupRunner`` beside the fan-out.
 """
@@ -21,7 +23,13 @@ from datetime import datetime, timedelta
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from guestcomms.analytics.repository import RollupRepository, Window, raw_counters, raw_links
+from guestcomms.analytics.repository import (
+    RollupRepository,
+    Window,
+    plan_each_query,
+    raw_counters,
+    raw_links,
+)
 from guestcomms.domain.clock import utc_now
 from guestcomms.domain.ids import id_floor, id_time
 
@@ -34,9 +42,10 @@ MAX_WINDOW = timedelta(days=1)  # of events per transaction, so a first pass ove
 
 
 def rollup_end(now: datetime, *, settle_seconds: float) -> datetime:
-    """The start of the hour in which ``now - settle_seconds`` falls: events before it roll up."""
+    """The start of the minute in which ``now - settle_seconds`` falls: events before it
+    roll up."""
     settled = now - timedelta(seconds=settle_seconds)
-    return settled.replace(minute=0, second=0, microsecond=0)
+    return settled.replace(second=0, microsecond=0)
 
 
 async def roll_up_once(
@@ -45,6 +54,7 @@ async def roll_up_once(
     """Roll up one window of events past the watermark; True if there may be more.
 
     The caller owns the transaction (one per call)."""
+    await plan_each_query(session)
     repo = RollupRepository(session)
     lo = await repo.position()
     end = id_floor(rollup_end(now or utc_now(), settle_seconds=settle_seconds))
@@ -55,7 +65,7 @@ async def roll_up_once(
     window = Window(lo=lo, hi=hi)
     counters = await raw_counters(session, window)
     links = await raw_links(session, window)
-    await repo.append(counters, links)
+    await repo.merge(counters, links)
     await repo.advance(hi)
     log.info("analytics.rolled_up", rows=len(counters), links=len(links), until=id_time(hi))
     return hi < end

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from guestcomms.analytics import figures as fig
-from guestcomms.analytics.repository import AnalyticsRepository, LinkClicks, Scope
+from guestcomms.analytics.repository import AnalyticsRepository, LinkClicks, Scope, Window
 from guestcomms.analytics.series import GroupBy, group
 
 BASELINE_DAYS = 90  # the organization's usual: the 90 days before the range
@@ -41,19 +40,11 @@ class Report:
 
 
 async def by_hour(
-    repo: AnalyticsRepository,
-    scope: Scope,
-    *,
-    since: datetime,
-    until: datetime,
-    position: uuid.UUID,
+    repo: AnalyticsRepository, scope: Scope, *, since: datetime, until: datetime, tail: Window
 ) -> dict[datetime, fig.Counters]:
-    """Exact counters by UTC hour: the rollups up to the watermark ``position``, raw events
-    past it."""
+    """Exact counters by UTC hour: the rollups up to the watermark, the raw ``tail`` past it."""
     hours = await repo.rolled_up(scope, since=since, until=until)
-    for hour, counters in (
-        await repo.tail(scope, since=since, until=until, position=position)
-    ).items():
+    for hour, counters in (await repo.tail(tail)).items():
         hours.setdefault(hour, fig.Counters()).add(counters)
     return hours
 
@@ -61,10 +52,12 @@ async def by_hour(
 async def report(repo: AnalyticsRepository, query: Query) -> Report:
     """The report of ``query``; the baseline is the whole organization's previous 90 days
     (from the rollups alone: a baseline needs no exactness, and stays cheap)."""
+    await repo.plan_each_query()
     position = await repo.position()
-    hours = await by_hour(
-        repo, query.scope, since=query.since, until=query.until, position=position
+    tail = await repo.tail_window(
+        query.scope, since=query.since, until=query.until, position=position
     )
+    hours = await by_hour(repo, query.scope, since=query.since, until=query.until, tail=tail)
     series = group(
         hours, since=query.since, until=query.until, group_by=query.group_by, zone=query.zone
     )
@@ -74,9 +67,7 @@ async def report(repo: AnalyticsRepository, query: Query) -> Report:
     )
     links = None
     if query.with_links:
-        links = await repo.links(
-            query.scope, since=query.since, until=query.until, position=position
-        )
+        links = await repo.links(tail)
     return Report(
         totals=totals,
         rates=fig.rates(totals),

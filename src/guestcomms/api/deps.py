@@ -26,8 +26,9 @@ LAST_USED_RESOLUTION = timedelta(minutes=1)  # write last_used_at at most this o
 _bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer gck_...`")
 
 
-def get_runtime(request: Request) -> Runtime:
-    """The process's runtime."""
+async def get_runtime(request: Request) -> Runtime:
+    """The process's runtime (async though it awaits nothing: FastAPI runs a plain ``def``
+    dependency in a worker thread, a hop every request would pay)."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
