@@ -285,11 +285,25 @@ class SmtpTestServer:
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """Return a TCP port on 127.0.0.1 that nothing listens on, reserved for the caller.
+
+    The port comes from the OS (bind to port 0) and is left in TIME_WAIT: for about a minute
+    the kernel hands it to no other ``bind(0)`` or outgoing connection (in this process, in
+    another pytest-xdist worker or anywhere else), while a server that binds it with
+    SO_REUSEADDR, as asyncio, uvicorn, aiosmtpd and ``http.server`` do, can still take it.
+    Without this, the port could be given away between this call and the server's bind.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((HOST, 0))
+        listener.listen(1)
+        port: int = listener.getsockname()[1]
+        with socket.create_connection((HOST, port)):
+            accepted, _ = listener.accept()
+            # the side that closes first keeps the connection in TIME_WAIT: the server side,
+            # whose local address is (HOST, port)
+            accepted.close()
+    return port
 
 
 def make_self_signed_cert(directory: Path) -> tuple[Path, Path]:

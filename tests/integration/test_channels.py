@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,6 +15,7 @@ import uvicorn
 
 from guestcomms.app import create_app, create_worker
 from guestcomms.channels.simulator import ProviderSimulator, SimulatorCredentials
+from tests.smtp_server import free_port
 from tests.support import create_contact, create_key, make_settings, running_app
 
 TEMPLATE = {
@@ -77,19 +77,12 @@ async def test_each_recipient_gets_the_first_channel_that_reaches_them(database_
     assert "no sms provider" in pat["last_error"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 async def served(database_url: str) -> AsyncIterator[tuple[str, str]]:
     """A real HTTP server (SSE needs a real stream) with an embedded worker; (base URL, key)."""
     settings = make_settings(database_url)
     key = await create_key(database_url, "Org")
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(
         uvicorn.Config(
             create_app(settings, embedded_worker=True),
@@ -110,6 +103,7 @@ async def served(database_url: str) -> AsyncIterator[tuple[str, str]]:
         await task
 
 
+@pytest.mark.alone  # a latency bound: another worker's load would add to it
 async def test_inapp_message_streams_within_a_second_and_ack_is_recorded(
     served: tuple[str, str],
 ) -> None:

@@ -5,7 +5,6 @@ for the metrics token when one is set; ``guestcomms worker`` serves its own on a
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import timedelta
 
 import httpx
@@ -15,6 +14,7 @@ from guestcomms.app import create_worker
 from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.domain.clock import utc_now
 from guestcomms.engine.metrics import serve_metrics
+from tests.smtp_server import free_port
 from tests.support import (
     create_contact,
     create_key,
@@ -38,13 +38,6 @@ def _samples(text: str) -> Samples:
 
 def _value(samples: Samples, name: str, **labels: str) -> float | None:
     return samples.get((name, frozenset(labels.items())))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def test_metrics_count_sends_latency_queue_and_breakers(database_url: str) -> None:
@@ -133,7 +126,7 @@ async def test_worker_serves_its_own_metrics_with_the_token(sqlite_url: str) -> 
     async with create_worker(settings) as worker:
         assert await worker.run_until_idle() == 2
         worker.dispatcher.breaker("default:email").record_failure(worker.dispatcher.clock())
-        port = _free_port()
+        port = free_port()
         server, thread = serve_metrics(
             worker.dispatcher.metrics, host="127.0.0.1", port=port, token="tok"
         )

@@ -39,6 +39,9 @@ RUN_SECONDS = 2.0  # how long the callers keep asking for tokens
 TASKS_PER_LIMITER = 5  # concurrent callers per limiter (per "process")
 MAX_WAIT_SECONDS = 5.0  # well above the queue the callers build (10 callers / 50 per s)
 
+# rates per second and wait bounds in real time: another worker's load would skew them
+pytestmark = pytest.mark.alone
+
 
 def _redis_up() -> bool:
     try:

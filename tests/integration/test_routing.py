@@ -240,6 +240,7 @@ async def test_dead_delivery_replay_keeps_its_idempotency_key(
     assert keys[0] == f"dlv_{delivery_id.hex}"
 
 
+@pytest.mark.alone  # a rate per second: another worker's load would skew the timestamps
 @pytest.mark.timeout(60)
 async def test_rate_limit_holds_the_provider_to_its_rate(
     sqlite_url: str, simulator: ProviderSimulator
