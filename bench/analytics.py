@@ -24,13 +24,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
-import httpx
 from rich.table import Table
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from bench.lean_http import KeepAlive
+from bench.procs import BenchError, child_env, free_port, http_ready, start
+from bench.procs import venv_script as script
 from bench.report import make_console
 from bench.stores import DEFAULT_ADMIN_DSN, postgres_reachable
 from guestcomms.analytics.models import AnalyticsRollup
@@ -294,10 +297,10 @@ async def seed_history(
         (DeliveryEvent.__table__, event_rows),
         (TrackingEvent.__table__, tracking_rows),
     ):
-        for start in range(0, len(values), INSERT_CHUNK):
+        for first in range(0, len(values), INSERT_CHUNK):
             async with sessions() as session, session.begin():
                 conn = await session.connection()
-                await conn.execute(insert(table), values[start : start + INSERT_CHUNK])
+                await conn.execute(insert(table), values[first : first + INSERT_CHUNK])
     async with sessions() as session, session.begin():
         # the planner's statistics, as autovacuum (PostgreSQL) or `PRAGMA optimize` (SQLite)
         # would keep them after a bulk load: without them a plan may loop over every row
@@ -355,8 +358,6 @@ class Result:
 async def measure(store: str, url: str, *, events: int, queries: int) -> Result:
     """Seed about ``events`` delivery events, roll up, and time ``queries`` analytics
     queries (the scopes in turn, after one warm-up round) through the app on ``url``."""
-    from guestcomms.app import create_app  # noqa: PLC0415 - after the database is ready
-    from guestcomms.config import Environment, Settings  # noqa: PLC0415
     from guestcomms.organizations.repository import OrganizationRepository  # noqa: PLC0415
     from guestcomms.organizations.service import issue_key  # noqa: PLC0415
 
@@ -393,33 +394,54 @@ async def measure(store: str, url: str, *, events: int, queries: int) -> Result:
                 )
             ) or 0
     await engine.dispose()
-    settings = Settings(
-        environment=Environment.TEST,
-        database_url=url,
-        log_level="WARNING",
-        api_rate_limit="1000000/minute",
+    result.timings = await _time_queries(
+        url, scope_params(history, until=now), key=issued.plaintext, queries=queries
     )
-    app = create_app(settings)
-    params = scope_params(history, until=now)
-    timings: dict[str, list[float]] = defaultdict(list)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=app),
-            base_url="http://bench",
-            headers={"Authorization": f"Bearer {issued.plaintext}"},
-        ) as client,
-    ):
-        for n in range(len(params) + queries):
-            query = params[n % len(params)]
-            began = time.perf_counter()
-            response = await client.get("/v1/analytics", params=query)
-            elapsed = time.perf_counter() - began
-            response.raise_for_status()
-            if n >= len(params):  # the first round warms the connection pool and caches
-                timings[_label(query)].append(elapsed)
-    result.timings = dict(timings)
     return result
+
+
+async def _time_queries(
+    url: str, params: list[dict[str, str]], *, key: str, queries: int
+) -> dict[str, list[float]]:
+    """Serve ``url`` with ``guestcomms api`` and time ``queries`` queries from one keep-alive
+    connection, the scopes in turn after one warm-up round (as a dashboard asks them)."""
+    env = child_env({"GUESTCOMMS_DATABASE_URL": url})
+    env["GUESTCOMMS_LOG_LEVEL"] = "WARNING"
+    env["GUESTCOMMS_API_RATE_LIMIT"] = "1000000/minute"
+    port = free_port()
+    with tempfile.TemporaryDirectory() as logs:
+        api = await start(
+            "analytics-api",
+            [script("guestcomms"), "api", "--port", str(port)],
+            env=env,
+            log_dir=Path(logs),
+        )
+        try:
+            await http_ready(f"http://127.0.0.1:{port}", children=[api], within=60)
+            connection = await KeepAlive.open("127.0.0.1", port)
+            try:
+                return await _timed(connection, params, key=key, queries=queries)
+            finally:
+                await connection.close()
+        finally:
+            await api.stop()
+
+
+async def _timed(
+    connection: KeepAlive, params: list[dict[str, str]], *, key: str, queries: int
+) -> dict[str, list[float]]:
+    timings: dict[str, list[float]] = defaultdict(list)
+    headers = {"Authorization": f"Bearer {key}"}
+    for n in range(len(params) + queries):
+        query = params[n % len(params)]
+        began = time.perf_counter()
+        status, body = await connection.get(f"/v1/analytics?{urlencode(query)}", headers=headers)
+        elapsed = time.perf_counter() - began
+        if status != 200:
+            raise BenchError(f"GET /v1/analytics: {status} {body[:300]!r}")
+        if n >= len(params):  # the first round warms the connection pool and caches
+            timings[_label(query)].append(elapsed)
+    return dict(timings)
 
 
 def _label(query: dict[str, str]) -> str:
@@ -452,7 +474,7 @@ async def run_all(
                 results.append(Result(store, error=f"skipped: {reason}"))
                 continue
             results.append(await _on_postgres(admin_dsn, events=events, queries=queries))
-        except (OSError, asyncpg.PostgresError, httpx.HTTPError) as e:
+        except (OSError, asyncpg.PostgresError, BenchError) as e:
             results.append(Result(store, error=str(e)))
     return results
 

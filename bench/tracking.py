@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import random
 import sqlite3
 import statistics
@@ -37,6 +36,7 @@ import httpx
 from rich.console import Console
 from rich.table import Table
 
+from bench.lean_http import KeepAlive
 from bench.procs import BenchError, child_env, free_port, http_ready, run_cli, start
 from bench.procs import venv_script as script
 from guestcomms.config import Settings
@@ -126,47 +126,6 @@ async def _prepare(base: str, key: str, deliveries: int) -> None:
             raise BenchError(f"send: {sent.status_code} {sent.text}")
 
 
-class _Connection:
-    """One keep-alive HTTP/1.1 connection, one request at a time, as ``wrk`` drives a server.
-
-    The bench's client shares the machine's cores with the server and the database, so it must
-    cost little: httpx spends ~1.8 ms of CPU per request with one connection and ~5 ms with 32
-    (its pool), so it measured itself (~180 requests/s against an app that does nothing). This
-    costs ~70 us. It reads only what the pixel answers: a status line, headers with
-    ``Content-Length``, and that many bytes of body.
-    """
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self._reader = reader
-        self._writer = writer
-
-    @classmethod
-    async def open(cls, host: str, port: int) -> _Connection:
-        reader, writer = await asyncio.open_connection(host, port)
-        return cls(reader, writer)
-
-    async def get(self, path: str, *, user_agent: str) -> tuple[int, bytes]:
-        """``GET path``: the status and the body."""
-        self._writer.write(
-            f"GET {path} HTTP/1.1\r\nHost: bench\r\nUser-Agent: {user_agent}\r\n\r\n".encode()
-        )
-        head = await self._reader.readuntil(b"\r\n\r\n")
-        status_line, *headers = head[:-4].split(b"\r\n")
-        length = next(
-            (int(h.split(b":", 1)[1]) for h in headers if h.lower().startswith(b"content-length:")),
-            None,
-        )
-        if length is None:
-            raise BenchError(f"pixel: a response without Content-Length: {head!r}")
-        body = await self._reader.readexactly(length)
-        return int(status_line.split(b" ", 2)[1]), body
-
-    async def close(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(OSError):
-            await self._writer.wait_closed()
-
-
 @dataclass
 class Hammered:
     """What one timed window of fetches measured."""
@@ -181,15 +140,15 @@ async def _hammer(base: str, tokens: list[str], *, seconds: float, concurrency: 
     answer must be a 200 with the GIF."""
     latencies: list[float] = []
     host, port = base.removeprefix("http://").rsplit(":", 1)
-    connections = [await _Connection.open(host, int(port)) for _ in range(concurrency)]
+    connections = [await KeepAlive.open(host, int(port)) for _ in range(concurrency)]
     deadline = time.monotonic() + seconds
 
-    async def client_loop(connection: _Connection, rng: random.Random) -> None:
+    async def client_loop(connection: KeepAlive, rng: random.Random) -> None:
         while time.monotonic() < deadline:
             token = rng.choice(tokens)
             started = time.perf_counter()
             status, body = await connection.get(
-                f"/t/o/{token}.gif", user_agent=rng.choice(USER_AGENTS)
+                f"/t/o/{token}.gif", headers={"User-Agent": rng.choice(USER_AGENTS)}
             )
             latencies.append(time.perf_counter() - started)
             if status != 200 or body != PIXEL_GIF:

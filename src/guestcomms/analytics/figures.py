@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
+from operator import add, attrgetter
 
 from guestcomms.domain.experiments import wilson_interval
 
@@ -48,8 +49,10 @@ class Counters:
     def add(self, other: Counters | Mapping[str, int]) -> None:
         """Add ``other`` (counters, or a mapping of some counter names) to these."""
         if isinstance(other, Counters):  # the hot path: a report adds hundreds of hours
-            for name in COUNTER_NAMES:
-                setattr(self, name, getattr(self, name) + getattr(other, name))
+            for name, value in zip(
+                COUNTER_NAMES, map(add, _values(self), _values(other)), strict=True
+            ):
+                setattr(self, name, value)
             return
         for name, value in other.items():
             setattr(self, name, getattr(self, name) + int(value or 0))
@@ -65,6 +68,7 @@ class Counters:
 
 
 COUNTER_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Counters))
+_values = attrgetter(*COUNTER_NAMES)  # every counter, in order, in one C call
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +224,7 @@ def _pct(r: Rate, digits: int = 1) -> str:
 
 def total(rows: Iterable[Counters]) -> Counters:
     """The sum of ``rows``."""
-    out = Counters()
+    sums = [0] * len(COUNTER_NAMES)
     for row in rows:
-        out.add(row)
-    return out
+        sums = list(map(add, sums, _values(row)))
+    return Counters(*sums)

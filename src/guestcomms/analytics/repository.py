@@ -514,8 +514,8 @@ class AnalyticsRepository:
             .group_by(_r.c.bucket)
         )
         out: dict[datetime, Counters] = {}
-        for row in (await self._session.execute(stmt)).all():
-            out[row[0]] = _summed(row[1:])
+        for bucket, *sums in (await self._session.execute(stmt)).all():
+            out[bucket] = Counters(*sums)  # sums over at least one row: never NULL
         return out
 
     async def rolled_up_total(self, *, since: datetime, until: datetime) -> Counters:

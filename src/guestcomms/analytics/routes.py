@@ -93,7 +93,7 @@ async def get_analytics(
         figures=_figures(found.totals),
         rates={name: _rate(r) for name, r in found.rates.items()},
         series=[
-            SeriesPoint(start=start.astimezone(zone), **_figures(c).model_dump())
+            SeriesPoint(start=start.astimezone(zone), bounced=c.bounced, **c.as_dict())
             for start, c in found.series
         ],
         links=None

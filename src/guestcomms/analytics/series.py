@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
-from guestcomms.analytics.figures import Counters
+from guestcomms.analytics.figures import Counters, total
 
 HOUR = timedelta(hours=1)
 
@@ -65,10 +65,17 @@ def group(
 ) -> list[tuple[datetime, Counters]]:
     """Every period touching ``[since, until)`` in order, with the sum of its hours (zero
     for periods without events)."""
-    periods: dict[datetime, Counters] = {}
+    periods: dict[datetime, list[Counters]] = {}
+    if group_by is GroupBy.HOUR:
+        return [(hour, by_hour.get(hour) or Counters()) for hour in hours(since, until)]
+    starts: dict[date, datetime] = {}  # a local date's period, worked out once per date
     for hour in hours(since, until):
-        counters = periods.setdefault(period_start(hour, group_by=group_by, zone=zone), Counters())
+        local = hour.astimezone(zone).date()
+        start = starts.get(local)
+        if start is None:
+            start = starts[local] = period_start(hour, group_by=group_by, zone=zone)
+        members = periods.setdefault(start, [])
         found = by_hour.get(hour)
         if found is not None:
-            counters.add(found)
-    return list(periods.items())
+            members.append(found)
+    return [(start, total(members)) for start, members in periods.items()]
