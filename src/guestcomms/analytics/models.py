@@ -8,7 +8,17 @@ from datetime import datetime
 from sqlalchemy import Index, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from guestcomms.analytics.figures import COUNTER_NAMES
 from guestcomms.db.base import Base
+
+LINK_COLUMNS = ("link_index", "url", "clicked", "clicked_total")
+# index name suffix -> the scope column it leads with
+SCOPE_INDEXES = {
+    "message": "message_id",
+    "campaign": "campaign_id",
+    "event": "event_id",
+    "template_version": "template_version_id",
+}
 
 
 class AnalyticsRollup(Base):
@@ -20,14 +30,28 @@ class AnalyticsRollup(Base):
 
     __tablename__ = "analytics_rollups"
     # one index per scope a query filters on, led by it, so a campaign's report reads its
-    # own rows rather than every row of the organization in the range (channel and provider
-    # have a handful of values: the organization's index serves them)
+    # own rows rather than every row of the organization in the range; each holds the
+    # counters too, so a report reads the index alone (on SQLite that halved the sum's time).
+    # Rollup rows are few (one per key and hour), so the copies cost little.
     __table_args__ = (
-        Index("ix_analytics_rollups_org_bucket", "organization_id", "bucket"),
-        Index("ix_analytics_rollups_message", "message_id", "bucket"),
-        Index("ix_analytics_rollups_campaign", "campaign_id", "bucket"),
-        Index("ix_analytics_rollups_event", "event_id", "bucket"),
-        Index("ix_analytics_rollups_template_version", "template_version_id", "bucket"),
+        Index(
+            "ix_analytics_rollups_org_bucket",
+            "organization_id",
+            "bucket",
+            "channel",
+            "provider",
+            *COUNTER_NAMES,
+        ),
+        *(
+            Index(
+                f"ix_analytics_rollups_{name}",
+                column,
+                "bucket",
+                "organization_id",
+                *COUNTER_NAMES,
+            )
+            for name, column in SCOPE_INDEXES.items()
+        ),
     )
 
     # no foreign keys: counters outlive the rows they count (an erased guest, a deleted message)
@@ -59,9 +83,23 @@ class AnalyticsLinkRollup(Base):
     """Human clicks on one link of one message in one UTC hour (appended like the above)."""
 
     __tablename__ = "analytics_link_rollups"
+    # covering, as the rollups' (the message and campaign scopes' per-link clicks)
     __table_args__ = (
-        Index("ix_analytics_link_rollups_org_message", "organization_id", "message_id", "bucket"),
-        Index("ix_analytics_link_rollups_campaign", "campaign_id", "bucket"),
+        Index(
+            "ix_analytics_link_rollups_org_message",
+            "organization_id",
+            "message_id",
+            "bucket",
+            *LINK_COLUMNS,
+        ),
+        Index(
+            "ix_analytics_link_rollups_campaign",
+            "campaign_id",
+            "bucket",
+            "organization_id",
+            "message_id",
+            *LINK_COLUMNS,
+        ),
     )
 
     organization_id: Mapped[uuid.UUID]
