@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 from bench.analytics import START, History, scope_params, seed_history
 from sqlalchemy import func, select
 
-from guestcomms.analytics.models import AnalyticsRollup
+from guestcomms.analytics.models import AnalyticsChannelRollup, AnalyticsRollup
 from guestcomms.analytics.repository import DIMENSIONS
 from guestcomms.analytics.rollup import roll_up
 from guestcomms.db.engine import create_engine, create_session_factory
@@ -132,12 +132,19 @@ async def _check(client: Any, history: History, query: dict[str, str]) -> None:
 
 
 async def _rows_per_key_and_hour(sessions: Any) -> set[int]:
-    """How many rollup rows each key has in each hour (the job merges into one)."""
-    rollups = AnalyticsRollup.__table__
-    keys = [rollups.c.bucket, *(rollups.c[name] for name in DIMENSIONS)]
-    async with sessions() as session:
-        found = await session.execute(select(func.count()).select_from(rollups).group_by(*keys))
-        return {row[0] for row in found.all()}
+    """How many rollup rows each key has in each hour, in both rollup tables (the job
+    merges into one)."""
+    counts: set[int] = set()
+    coarse = AnalyticsChannelRollup.__table__
+    for table, names in (
+        (AnalyticsRollup.__table__, DIMENSIONS),
+        (coarse, ("organization_id", "channel", "provider")),
+    ):
+        keys = [table.c.bucket, *(table.c[name] for name in names)]
+        async with sessions() as session:
+            found = await session.execute(select(func.count()).select_from(table).group_by(*keys))
+            counts |= {row[0] for row in found.all()}
+    return counts
 
 
 def _middle() -> dict[str, str]:

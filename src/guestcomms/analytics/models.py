@@ -79,6 +79,44 @@ class AnalyticsRollup(Base):
     clicked_machine: Mapped[int] = mapped_column(default=0)
 
 
+class AnalyticsChannelRollup(Base):
+    """The same counters per organization x channel x provider and UTC hour only: what the
+    organization, channel and provider scopes (and the baseline) read. An organization that
+    sends many messages an hour has that many rows an hour in ``analytics_rollups``; here it
+    has a handful. Kept by the rollup job beside the other, in the same transaction."""
+
+    __tablename__ = "analytics_channel_rollups"
+    __table_args__ = (
+        Index(
+            "ix_analytics_channel_rollups_org_bucket",
+            "organization_id",
+            "bucket",
+            "channel",
+            "provider",
+            *COUNTER_NAMES,
+        ),
+    )
+
+    organization_id: Mapped[uuid.UUID]
+    bucket: Mapped[datetime]
+    channel: Mapped[str] = mapped_column(String(20))
+    provider: Mapped[str | None] = mapped_column(String(50), default=None)
+    sent: Mapped[int] = mapped_column(default=0)
+    delivered: Mapped[int] = mapped_column(default=0)
+    bounced_hard: Mapped[int] = mapped_column(default=0)
+    bounced_soft: Mapped[int] = mapped_column(default=0)
+    complained: Mapped[int] = mapped_column(default=0)
+    unsubscribed: Mapped[int] = mapped_column(default=0)
+    blocked: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    opened: Mapped[int] = mapped_column(default=0)
+    opened_total: Mapped[int] = mapped_column(default=0)
+    opened_machine: Mapped[int] = mapped_column(default=0)
+    clicked: Mapped[int] = mapped_column(default=0)
+    clicked_total: Mapped[int] = mapped_column(default=0)
+    clicked_machine: Mapped[int] = mapped_column(default=0)
+
+
 class AnalyticsLinkRollup(Base):
     """Human clicks on one link of one message in one UTC hour (appended like the above)."""
 

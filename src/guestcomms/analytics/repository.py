@@ -34,7 +34,12 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from guestcomms.analytics.figures import COUNTER_NAMES, Counters
-from guestcomms.analytics.models import AnalyticsLinkRollup, AnalyticsRollup, AnalyticsWatermark
+from guestcomms.analytics.models import (
+    AnalyticsChannelRollup,
+    AnalyticsLinkRollup,
+    AnalyticsRollup,
+    AnalyticsWatermark,
+)
 from guestcomms.campaigns.models import Campaign
 from guestcomms.db.queue import hour_bucket, parse_hour
 from guestcomms.domain.clock import utc_now
@@ -71,6 +76,7 @@ _d = cast(Table, Delivery.__table__)
 _m = cast(Table, Message.__table__)
 _r = cast(Table, AnalyticsRollup.__table__)
 _l = cast(Table, AnalyticsLinkRollup.__table__)
+_c = cast(Table, AnalyticsChannelRollup.__table__)
 
 # The dimensions of a rollup row, in key order, and where a raw row finds each.
 DIMENSIONS = (
@@ -93,6 +99,8 @@ _RAW_DIMENSIONS: dict[str, ColumnElement[Any]] = {
 }
 
 _LINK_DIMENSIONS = ("organization_id", "message_id", "campaign_id", "link_index")
+_CHANNEL_DIMENSIONS = ("organization_id", "channel", "provider")
+_COARSE_SCOPES = (None, "channel", "provider")  # the scopes the channel rollups answer
 Key = tuple[Any, ...]  # (bucket, *DIMENSIONS)
 LinkKey = tuple[Any, ...]  # (bucket, organization_id, message_id, campaign_id, link_index)
 
@@ -414,6 +422,16 @@ class RollupRepository:
             {key: c.as_dict() for key, c in counters.items()},
             buckets,
         )
+        coarse: dict[Key, Counters] = {}
+        for key, c in counters.items():
+            bucket, organization, *_, channel, provider = key
+            coarse.setdefault((bucket, organization, channel, provider), Counters()).add(c)
+        await self._merge(
+            _c,
+            _CHANNEL_DIMENSIONS,
+            {key: c.as_dict() for key, c in coarse.items()},
+            buckets,
+        )
         await self._merge(
             _l,
             _LINK_DIMENSIONS,
@@ -502,16 +520,17 @@ class AnalyticsRepository:
         self, scope: Scope, *, since: datetime, until: datetime
     ) -> dict[datetime, Counters]:
         """The rollups' counters by UTC hour in ``[since, until)``."""
-        columns = {name: _r.c[name] for name in DIMENSIONS}
+        table = _c if scope.kind in _COARSE_SCOPES else _r
+        columns = {column.name: column for column in table.c}
         stmt = (
-            select(_r.c.bucket, *(func.sum(_r.c[n]) for n in COUNTER_NAMES))
+            select(table.c.bucket, *(func.sum(table.c[n]) for n in COUNTER_NAMES))
             .where(
-                _r.c.organization_id == self._org,
-                _r.c.bucket >= since,
-                _r.c.bucket < until,
+                table.c.organization_id == self._org,
+                table.c.bucket >= since,
+                table.c.bucket < until,
                 *scope.where(columns),
             )
-            .group_by(_r.c.bucket)
+            .group_by(table.c.bucket)
         )
         out: dict[datetime, Counters] = {}
         for bucket, *sums in (await self._session.execute(stmt)).all():
@@ -520,8 +539,8 @@ class AnalyticsRepository:
 
     async def rolled_up_total(self, *, since: datetime, until: datetime) -> Counters:
         """The whole organization's rolled-up counters in ``[since, until)``, in one sum."""
-        stmt = select(*(func.sum(_r.c[n]) for n in COUNTER_NAMES)).where(
-            _r.c.organization_id == self._org, _r.c.bucket >= since, _r.c.bucket < until
+        stmt = select(*(func.sum(_c.c[n]) for n in COUNTER_NAMES)).where(
+            _c.c.organization_id == self._org, _c.c.bucket >= since, _c.c.bucket < until
         )
         return _summed((await self._session.execute(stmt)).one())
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from guestcomms.analytics.models import AnalyticsLinkRollup, AnalyticsRollup, AnalyticsWatermark
+from guestcomms.analytics.models import (
+    AnalyticsChannelRollup,
+    AnalyticsLinkRollup,
+    AnalyticsRollup,
+    AnalyticsWatermark,
+)
 from guestcomms.audiences.models import Audience
 from guestcomms.audit.models import AuditEntry, AuditHead
 from guestcomms.campaigns.models import Campaign
@@ -22,6 +27,7 @@ from guestcomms.tracking.models import TrackingEvent
 from guestcomms.webhooks.models import WebhookEndpoint
 
 __all__ = [
+    "AnalyticsChannelRollup",
     "AnalyticsLinkRollup",
     "AnalyticsRollup",
     "AnalyticsWatermark",
