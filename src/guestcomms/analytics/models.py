@@ -21,12 +21,32 @@ SCOPE_INDEXES = {
 }
 
 
-class AnalyticsRollup(Base):
-    """Counters of one UTC hour (``bucket``) for one message x template version x channel x
-    provider, appended by the rollup job (a key may have several rows: queries sum them).
+class RollupCounters:
+    """The counters of a rollup row (``analytics.figures.Counters``), shared by the tables.
 
     Each counter but the ``*_total`` and machine ones counts deliveries, each once, in the hour
     of its first event of that kind (its first ``sent``, its first human open, ...)."""
+
+    sent: Mapped[int] = mapped_column(default=0)
+    delivered: Mapped[int] = mapped_column(default=0)
+    bounced_hard: Mapped[int] = mapped_column(default=0)
+    bounced_soft: Mapped[int] = mapped_column(default=0)
+    complained: Mapped[int] = mapped_column(default=0)
+    unsubscribed: Mapped[int] = mapped_column(default=0)
+    blocked: Mapped[int] = mapped_column(default=0)
+    failed: Mapped[int] = mapped_column(default=0)
+    opened: Mapped[int] = mapped_column(default=0)  # unique human opens
+    opened_total: Mapped[int] = mapped_column(default=0)  # every human open
+    opened_machine: Mapped[int] = mapped_column(default=0)  # every machine open
+    clicked: Mapped[int] = mapped_column(default=0)  # unique human clicks
+    clicked_total: Mapped[int] = mapped_column(default=0)
+    clicked_machine: Mapped[int] = mapped_column(default=0)
+
+
+class AnalyticsRollup(RollupCounters, Base):
+    """Counters of one UTC hour (``bucket``) for one message x template version x channel x
+    provider, kept by the rollup job (one row per key and hour; queries sum a key's rows all
+    the same, as earlier versions appended several)."""
 
     __tablename__ = "analytics_rollups"
     # one index per scope a query filters on, led by it, so a campaign's report reads its
@@ -63,23 +83,9 @@ class AnalyticsRollup(Base):
     template_version_id: Mapped[uuid.UUID]
     channel: Mapped[str] = mapped_column(String(20))
     provider: Mapped[str | None] = mapped_column(String(50), default=None)
-    sent: Mapped[int] = mapped_column(default=0)
-    delivered: Mapped[int] = mapped_column(default=0)
-    bounced_hard: Mapped[int] = mapped_column(default=0)
-    bounced_soft: Mapped[int] = mapped_column(default=0)
-    complained: Mapped[int] = mapped_column(default=0)
-    unsubscribed: Mapped[int] = mapped_column(default=0)
-    blocked: Mapped[int] = mapped_column(default=0)
-    failed: Mapped[int] = mapped_column(default=0)
-    opened: Mapped[int] = mapped_column(default=0)  # unique human opens
-    opened_total: Mapped[int] = mapped_column(default=0)  # every human open
-    opened_machine: Mapped[int] = mapped_column(default=0)  # every machine open
-    clicked: Mapped[int] = mapped_column(default=0)  # unique human clicks
-    clicked_total: Mapped[int] = mapped_column(default=0)
-    clicked_machine: Mapped[int] = mapped_column(default=0)
 
 
-class AnalyticsChannelRollup(Base):
+class AnalyticsChannelRollup(RollupCounters, Base):
     """The same counters per organization x channel x provider and UTC hour only: what the
     organization, channel and provider scopes (and the baseline) read. An organization that
     sends many messages an hour has that many rows an hour in ``analytics_rollups``; here it
@@ -101,20 +107,6 @@ class AnalyticsChannelRollup(Base):
     bucket: Mapped[datetime]
     channel: Mapped[str] = mapped_column(String(20))
     provider: Mapped[str | None] = mapped_column(String(50), default=None)
-    sent: Mapped[int] = mapped_column(default=0)
-    delivered: Mapped[int] = mapped_column(default=0)
-    bounced_hard: Mapped[int] = mapped_column(default=0)
-    bounced_soft: Mapped[int] = mapped_column(default=0)
-    complained: Mapped[int] = mapped_column(default=0)
-    unsubscribed: Mapped[int] = mapped_column(default=0)
-    blocked: Mapped[int] = mapped_column(default=0)
-    failed: Mapped[int] = mapped_column(default=0)
-    opened: Mapped[int] = mapped_column(default=0)
-    opened_total: Mapped[int] = mapped_column(default=0)
-    opened_machine: Mapped[int] = mapped_column(default=0)
-    clicked: Mapped[int] = mapped_column(default=0)
-    clicked_total: Mapped[int] = mapped_column(default=0)
-    clicked_machine: Mapped[int] = mapped_column(default=0)
 
 
 class AnalyticsLinkRollup(Base):
