@@ -35,7 +35,7 @@ from bench.lean_http import KeepAlive
 from bench.procs import BenchError, child_env, free_port, http_ready, start
 from bench.procs import venv_script as script
 from bench.report import make_console
-from bench.stores import DEFAULT_ADMIN_DSN, postgres_reachable
+from bench.stores import DEFAULT_ADMIN_DSN, postgres_reachable, postgres_store
 from guestcomms.analytics.models import AnalyticsRollup
 from guestcomms.analytics.repository import AnalyticsRepository
 from guestcomms.analytics.rollup import INTERVAL_SECONDS, roll_up
@@ -473,23 +473,11 @@ async def run_all(
             if reason is not None:
                 results.append(Result(store, error=f"skipped: {reason}"))
                 continue
-            results.append(await _on_postgres(admin_dsn, events=events, queries=queries))
+            async with postgres_store(admin_dsn) as fresh:
+                results.append(await measure(store, fresh.url, events=events, queries=queries))
         except (OSError, asyncpg.PostgresError, BenchError) as e:
             results.append(Result(store, error=str(e)))
     return results
-
-
-async def _on_postgres(admin_dsn: str, *, events: int, queries: int) -> Result:
-    name = f"gc_bench_analytics_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        host = admin_dsn.split("@", 1)[1].rsplit("/", 1)[0]
-        url = f"postgresql+asyncpg://postgres@{host}/{name}"
-        return await measure("postgres", url, events=events, queries=queries)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def table(results: Sequence[Result]) -> Table:

@@ -39,6 +39,7 @@ from rich.table import Table
 from bench.lean_http import KeepAlive
 from bench.procs import BenchError, child_env, free_port, http_ready, run_cli, start
 from bench.procs import venv_script as script
+from bench.stores import postgres_store
 from guestcomms.config import Settings
 from guestcomms.tracking.rewrite import PIXEL_GIF
 from guestcomms.tracking.tokens import make_open_token, tracking_key
@@ -236,22 +237,11 @@ async def run_all(
                     url = f"sqlite+aiosqlite:///{log_dir / 'tracking.db'}"
                     results.append(await run_one(run, url, **options))
                 else:
-                    results.append(await _on_postgres(run, admin_dsn, options))
+                    async with postgres_store(admin_dsn) as fresh:
+                        results.append(await run_one(run, fresh.url, **options))
             except (BenchError, OSError, asyncpg.PostgresError) as e:
                 results.append(Result(run, 0, 1.0, 0.0, 0.0, 0, error=str(e)))
     return results
-
-
-async def _on_postgres(run: str, admin_dsn: str, options: dict[str, Any]) -> Result:
-    name = f"gc_bench_tracking_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        host = admin_dsn.split("@", 1)[1].rsplit("/", 1)[0]
-        return await run_one(run, f"postgresql+asyncpg://postgres@{host}/{name}", **options)
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def table(results: Sequence[Result]) -> Table:
