@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import (
@@ -461,12 +461,12 @@ class RollupRepository:
             )
         )
         for row in found.all():
-            existing.setdefault((_as_utc(row[1]), *row[2:]), row[0])
+            existing.setdefault((parse_hour(row[1]), *row[2:]), row[0])
         updates: list[dict[str, Any]] = []
         inserts: list[dict[str, Any]] = []
         now = utc_now()
         for key, counts in values.items():
-            row_id = existing.get((_as_utc(key[0]), *key[1:]))
+            row_id = existing.get((parse_hour(key[0]), *key[1:]))
             if row_id is not None:
                 updates.append({"row_id": row_id, **{f"add_{n}": v for n, v in counts.items()}})
                 continue
@@ -491,11 +491,6 @@ class RollupRepository:
             await conn.execute(stmt, updates)
         for start in range(0, len(inserts), 1000):
             await conn.execute(insert(table), inserts[start : start + 1000])
-
-
-def _as_utc(moment: datetime) -> datetime:
-    """A bucket as an aware UTC datetime (SQLite hands timestamps back naive)."""
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 class AnalyticsRepository:
