@@ -191,7 +191,7 @@ def create_app(settings: Settings, *, embedded_worker: bool = False) -> FastAPI:
     engine = engine_for(settings)
     sessions = create_session_factory(engine)
     # the open pixel's and click redirect's writes, in batches (tracking/recorder.py)
-    hits = HitRecorder(sessions)
+    hits = HitRecorder(sessions, networks=settings.tracking_machine_networks)
     runtime = Runtime(
         settings=settings,
         engine=engine,

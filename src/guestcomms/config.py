@@ -7,15 +7,24 @@ into a one-line :class:`~guestcomms.errors.ConfigError` naming the setting.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import limits
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    Field,
+    IPvAnyNetwork,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -119,6 +128,9 @@ class Settings(BaseSettings):
     default_phone_region: str | None = None  # e.g. "GB" to accept national numbers
     # where guests reach this server: unsubscribe links (/u/TOKEN) are built on it
     public_base_url: str = "http://localhost:8000"
+    # networks whose opens and clicks are machines' (tracking/machine.py, "known-network"):
+    # a mail security gateway's egress, an office's scanner; comma-separated CIDRs
+    tracking_machine_networks: Annotated[list[IPvAnyNetwork], NoDecode] = []
 
     # Prometheus metrics (docs/operations.md "Metrics"): when set, GET /metrics (and the
     # worker's metrics port) require `Authorization: Bearer <metrics_token>`; unset: no auth
@@ -149,6 +161,19 @@ class Settings(BaseSettings):
         except QuietHoursError as e:
             raise ValueError(str(e)) from e
         return value
+
+    @field_validator("tracking_machine_networks", mode="before")
+    @classmethod
+    def _networks(cls, value: object) -> object:
+        # "198.51.100.0/24, 2001:db8::/32" in the environment; a list in a TOML file
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if not isinstance(value, list):
+            return value
+        try:
+            return [ipaddress.ip_network(str(part).strip()) for part in value]
+        except ValueError as e:  # names the bad entry: "... has host bits set"
+            raise ValueError(f"{e} (expected CIDRs such as 198.51.100.0/24)") from e
 
     @field_validator("master_key")
     @classmethod

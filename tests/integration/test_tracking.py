@@ -89,20 +89,23 @@ async def _events(database_url: str) -> list[TrackingEvent]:
         await engine.dispose()
 
 
-async def _backdate_send(database_url: str, seconds: float) -> None:
-    """Move every ``sent`` event ``seconds`` into the past, as if the email went out then."""
+async def _backdate(
+    database_url: str,
+    table: type[DeliveryEvent] | type[TrackingEvent],
+    seconds: float,
+    **match: str,
+) -> None:
+    """Move the rows of ``table`` matching ``match`` (column=value) ``seconds`` into the past:
+    the ``sent`` events, as if the email went out then, or the clicks so far."""
     engine = create_engine(database_url)
+    filters = [getattr(table, column) == value for column, value in match.items()]
     try:
         async with create_session_factory(engine)() as session, session.begin():
-            sent = await session.execute(
-                select(DeliveryEvent.id, DeliveryEvent.created_at).where(
-                    DeliveryEvent.type == "sent"
-                )
-            )
-            for event_id, created_at in sent.all():
+            found = await session.execute(select(table.id, table.created_at).where(*filters))
+            for row_id, created_at in found.all():
                 await session.execute(
-                    update(DeliveryEvent)
-                    .where(DeliveryEvent.id == event_id)
+                    update(table)
+                    .where(table.id == row_id)
                     .values(created_at=created_at - timedelta(seconds=seconds))
                 )
     finally:
@@ -145,7 +148,12 @@ async def test_click_links_are_signed_and_redirect_only_to_the_templates_urls(
             f"{token}.x",
         ]
         wrong_org = make_click_token(
-            tracking, organization_id=org, delivery_id=delivery, link_index=0, url=RSVP_URL
+            tracking,
+            organization_id=org,
+            delivery_id=delivery,
+            link_index=0,
+            url=RSVP_URL,
+            links_in_message=4,
         )
         answers = [await api.client.get(f"/t/c/{t}") for t in [*refused, wrong_org]]
         # an open token used on the click path, and a click token on the open path
@@ -173,9 +181,10 @@ async def test_click_links_are_signed_and_redirect_only_to_the_templates_urls(
     assert {e.kind for e in events} == {"click"}
 
 
-async def test_machine_clicks_are_flagged_by_timing_and_burst(database_url: str) -> None:
+async def test_machine_clicks_are_flagged_by_timing_and_every_link(database_url: str) -> None:
     """A click within seconds of sending is a link scanner (fast-click); later, one click is
-    human, and the fourth distinct link clicked within the burst window is a click-burst."""
+    human, and clicking the email's fourth and last link within the burst window is a scanner
+    following every link (all-links-clicked: the count rides in the tokens)."""
     settings = make_settings(database_url, public_base_url=BASE_URL)
     key = await create_key(database_url, "Ana & Ben")
     async with running_app(settings) as api, api.as_key(key) as client:
@@ -186,7 +195,7 @@ async def test_machine_clicks_are_flagged_by_timing_and_burst(database_url: str)
         tokens = CLICK.findall(html_lib.unescape(sent["html"]))
         headers = {"User-Agent": BROWSER}
         first = await api.client.get(f"/t/c/{tokens[0]}", headers=headers)
-        await _backdate_send(database_url, 3600)
+        await _backdate(database_url, DeliveryEvent, 3600, type="sent")
         later = [await api.client.get(f"/t/c/{t}", headers=headers) for t in tokens[1:]]
     assert [r.status_code for r in [first, *later]] == [302] * 4
     verdicts = [(e.link_index, e.machine, e.machine_reason) for e in await _events(database_url)]
@@ -194,8 +203,75 @@ async def test_machine_clicks_are_flagged_by_timing_and_burst(database_url: str)
         (0, True, "fast-click"),
         (1, False, None),  # links 0 and 1 in the window: a person may click two
         (2, False, None),
-        (3, True, "click-burst"),  # the fourth distinct link within the window
+        (3, True, "all-links-clicked"),  # the email's four links within the window
     ]
+
+
+async def test_every_link_of_a_short_email_clicked_at_once_is_a_scanner(
+    database_url: str,
+) -> None:
+    """In a two-link email, both links clicked within the window is a machine's doing, though
+    under the click-burst count; one guest clicking one link twice, and another clicking the
+    two links minutes apart, stay human. A hit from a network the operator listed is a
+    machine's (known-network), whatever its user agent; the same hit from elsewhere is not."""
+    settings = make_settings(
+        database_url,
+        public_base_url=BASE_URL,
+        tracking_machine_networks="198.51.100.0/24, 2001:db8::/32",
+    )
+    key = await create_key(database_url, "Ana & Ben")
+    two_links = {
+        **TEMPLATE,
+        "html": f'<p>Hi {{{{ first_name }}}}</p><a href="{RSVP_URL}">RSVP</a> '
+        f'<a href="{MAP_URL}">Map</a>',
+        "text": "Hi {{ first_name }}",
+    }
+    async with running_app(settings) as api, api.as_key(key) as client:
+        contacts = [
+            await create_contact(client, email=f"{name}@example.org", first_name=name)
+            for name in ("scanned", "repeat", "slow")
+        ]
+        template = await create_template(client, **two_links)
+        await _send(client, settings, template=template, contacts=contacts)
+        outbox = await _outbox(client)
+        sent = {
+            name: next(item for item in outbox if f"{name}@example.org" in item["recipient"])
+            for name in ("scanned", "repeat", "slow")
+        }
+        links = {
+            name: CLICK.findall(html_lib.unescape(item["html"])) for name, item in sent.items()
+        }
+        await _backdate(database_url, DeliveryEvent, 3600, type="sent")
+        headers = {"User-Agent": BROWSER}
+        for token in links["scanned"]:
+            await api.client.get(f"/t/c/{token}", headers=headers)
+        for token in (links["repeat"][0], links["repeat"][0]):
+            await api.client.get(f"/t/c/{token}", headers=headers)
+        await api.client.get(f"/t/c/{links['slow'][0]}", headers=headers)
+        await _backdate(
+            database_url, TrackingEvent, 600, kind="click"
+        )  # the next click comes ten minutes later
+        await api.client.get(f"/t/c/{links['slow'][1]}", headers=headers)
+        pixel = PIXEL.search(sent["slow"]["html"])
+        assert pixel is not None
+        for address in ("198.51.100.40", "2001:db8::7", "203.0.113.9"):
+            transport = httpx.ASGITransport(app=api.app, client=(address, 40_000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as visitor:
+                opened = await visitor.get(f"/t/o/{pixel.group(1)}.gif", headers=headers)
+                assert opened.status_code == 200
+    assert [len(found) for found in links.values()] == [2, 2, 2]
+    events = await _events(database_url)
+    clicks = [(e.link_index, e.machine_reason) for e in events if e.kind == "click"]
+    assert clicks == [
+        (0, None),
+        (1, "all-links-clicked"),
+        (0, None),
+        (0, None),
+        (0, None),
+        (1, None),
+    ]
+    opens = [e.machine_reason for e in events if e.kind == "open"]
+    assert opens == ["known-network", "known-network", None]
 
 
 async def test_machine_opens_are_stored_and_left_out_of_human_opens(database_url: str) -> None:

@@ -18,7 +18,7 @@ from guestcomms.db.engine import create_engine, create_session_factory
 from guestcomms.domain.clock import utc_now
 from guestcomms.messages.models import Delivery, DeliveryEvent
 from guestcomms.tracking import recorder as recorder_module
-from guestcomms.tracking.machine import MachineReason, MachineVerdict
+from guestcomms.tracking.machine import MachineReason, MachineVerdict, Network
 from guestcomms.tracking.models import TrackingEvent
 from guestcomms.tracking.recorder import HitRecorder, RecorderClosedError
 from guestcomms.tracking.rewrite import PIXEL_GIF
@@ -174,11 +174,11 @@ async def test_a_hit_that_cannot_be_stored_does_not_cost_its_batch(
     real = recorder_module.record_hits
 
     async def failing_on_poison(
-        session: AsyncSession, hits: Sequence[Hit]
+        session: AsyncSession, hits: Sequence[Hit], *, networks: Sequence[Network] = ()
     ) -> list[MachineVerdict | None]:
         if any(hit.visitor.user_agent == "poison" for hit in hits):
             raise RuntimeError("cannot store this one")
-        return await real(session, hits)
+        return await real(session, hits, networks=networks)
 
     monkeypatch.setattr(recorder_module, "record_hits", failing_on_poison)
     recorder = HitRecorder(seeded.sessions)

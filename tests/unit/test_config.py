@@ -57,3 +57,27 @@ def test_production_refuses_the_dev_secret(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.delenv("GUESTCOMMS_SECRET_KEY", raising=False)
     with pytest.raises(ConfigError, match="secret_key"):
         load_settings()
+
+
+def test_machine_networks_from_the_environment_or_the_toml_file(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Comma-separated CIDRs in the environment, a list in TOML; a bad entry is named."""
+    monkeypatch.delenv("GUESTCOMMS_CONFIG_FILE", raising=False)
+    monkeypatch.setenv("GUESTCOMMS_TRACKING_MACHINE_NETWORKS", "198.51.100.0/24, 2001:db8::/32")
+    assert [str(n) for n in load_settings().tracking_machine_networks] == [
+        "198.51.100.0/24",
+        "2001:db8::/32",
+    ]
+    monkeypatch.delenv("GUESTCOMMS_TRACKING_MACHINE_NETWORKS")
+    config = tmp_path / "guestcomms.toml"
+    config.write_text('tracking_machine_networks = ["203.0.113.0/28"]\n')
+    monkeypatch.setenv("GUESTCOMMS_CONFIG_FILE", str(config))
+    assert [str(n) for n in load_settings().tracking_machine_networks] == ["203.0.113.0/28"]
+    monkeypatch.setenv("GUESTCOMMS_TRACKING_MACHINE_NETWORKS", "198.51.100.0/24, 198.51.100.1/24")
+    with pytest.raises(ConfigError) as raised:
+        load_settings()
+    message = str(raised.value)
+    assert message.startswith("invalid setting GUESTCOMMS_TRACKING_MACHINE_NETWORKS:")
+    assert "198.51.100.1/24 has host bits set" in message
+    assert "\n" not in message

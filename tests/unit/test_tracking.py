@@ -61,10 +61,21 @@ CUBOT_PHONE = (
 )
 
 
-def _click_token(url: str = URL, index: int = 3) -> str:
+def _click_token(url: str = URL, index: int = 3, links: int = 5) -> str:
     return make_click_token(
-        KEY, organization_id=ORG, delivery_id=DELIVERY, link_index=index, url=url
+        KEY,
+        organization_id=ORG,
+        delivery_id=DELIVERY,
+        link_index=index,
+        url=url,
+        links_in_message=links,
     )
+
+
+def _uncounted_click_token(url: str = URL, index: int = 3) -> str:
+    """A click token as made before the link count: kind 0x02, no count."""
+    payload = bytes([2]) + ORG.bytes + DELIVERY.bytes + index.to_bytes(2, "big") + url.encode()
+    return tokens._sign(KEY, payload)
 
 
 def _rewrite(
@@ -108,9 +119,49 @@ def test_open_token_round_trips() -> None:
 
 
 def test_click_token_round_trips() -> None:
-    """A click token reads back with its link index and exact target URL."""
+    """A click token reads back with its link index, the message's link count and its exact
+    target URL."""
     claim = read_click_token(KEY, _click_token())
-    assert claim == ClickClaim(organization_id=ORG, delivery_id=DELIVERY, link_index=3, url=URL)
+    assert claim == ClickClaim(
+        organization_id=ORG, delivery_id=DELIVERY, link_index=3, url=URL, links_in_message=5
+    )
+    last = read_click_token(KEY, _click_token(index=65_535, links=65_536))
+    assert last is not None
+    assert (last.link_index, last.links_in_message) == (65_535, 65_536)
+
+
+def test_click_tokens_made_before_the_link_count_still_read() -> None:
+    """A token already in a sent email (kind 0x02) reads, with the count unknown."""
+    claim = read_click_token(KEY, _uncounted_click_token())
+    assert claim == ClickClaim(
+        organization_id=ORG, delivery_id=DELIVERY, link_index=3, url=URL, links_in_message=None
+    )
+
+
+@pytest.mark.parametrize(("index", "links"), [(5, 5), (0, 0), (-1, 3), (0, 65_537)])
+def test_a_link_index_outside_its_message_is_not_signed(index: int, links: int) -> None:
+    """The index must name one of the message's links, and the count fit its two bytes."""
+    with pytest.raises(ValueError, match="outside"):
+        _click_token(index=index, links=links)
+
+
+def test_a_signed_index_past_the_count_is_refused_on_read() -> None:
+    """A correctly signed payload whose index is not below its count was never made: None."""
+
+    def payload(index: int, links: int) -> bytes:  # the count is stored as count - 1
+        return (
+            bytes([3])
+            + ORG.bytes
+            + DELIVERY.bytes
+            + index.to_bytes(2, "big")
+            + (links - 1).to_bytes(2, "big")
+            + URL.encode()
+        )
+
+    last = read_click_token(KEY, tokens._sign(KEY, payload(3, 4)))
+    assert last is not None
+    assert (last.link_index, last.links_in_message) == (3, 4)
+    assert read_click_token(KEY, tokens._sign(KEY, payload(4, 4))) is None
 
 
 def test_tracking_key_depends_on_secret_and_is_not_the_secret() -> None:
@@ -125,7 +176,7 @@ def test_tracking_key_depends_on_secret_and_is_not_the_secret() -> None:
     )
 
 
-@pytest.mark.parametrize("kind", ["open", "click"])
+@pytest.mark.parametrize("kind", ["open", "click", "uncounted click"])
 def test_every_single_character_change_fails(kind: str) -> None:
     """Replacing, deleting or inserting any one character of a token makes it unreadable."""
     read: Callable[[bytes, str], object]
@@ -133,7 +184,7 @@ def test_every_single_character_change_fails(kind: str) -> None:
         token = make_open_token(KEY, organization_id=ORG, delivery_id=DELIVERY)
         read = read_open_token
     else:
-        token = _click_token()
+        token = _click_token() if kind == "click" else _uncounted_click_token()
         read = read_click_token
     assert read(KEY, token) is not None
     for position, original in enumerate(token):
@@ -146,9 +197,11 @@ def test_every_single_character_change_fails(kind: str) -> None:
     assert read(KEY, token + "A") is None
 
 
-def test_every_single_bit_flip_of_the_payload_fails() -> None:
-    """Flipping any bit of the decoded payload (re-encoded, MAC kept) fails to verify."""
-    encoded, mac = _click_token().split(".")
+@pytest.mark.parametrize("counted", [True, False])
+def test_every_single_bit_flip_of_the_payload_fails(counted: bool) -> None:
+    """Flipping any bit of the decoded payload (re-encoded, MAC kept) fails to verify: the
+    kind byte too, so a counted token never reads as an uncounted one or back."""
+    encoded, mac = (_click_token() if counted else _uncounted_click_token()).split(".")
     payload = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
     for byte in range(len(payload)):
         for bit in range(8):
@@ -241,6 +294,20 @@ def test_rewrite_tricky_html() -> None:
         assert kept in result.html, kept
     assert result.html.count("/t/o/") == 1
     assert result.html.index("/t/o/") < result.html.index("</BODY>")
+
+
+def test_every_click_token_carries_the_number_of_links_in_the_email() -> None:
+    """Each redirect, in either part, names its own link and the email's count of links,
+    which is known only once both parts are read (the text part adds two links here)."""
+    result = _rewrite(TRICKY, text="Also https://example.com/only-in-text and " + URL)
+    found = re.findall(re.escape(BASE) + r"/t/c/([A-Za-z0-9_.-]+)", f"{result.html}\n{result.text}")
+    claims = [read_click_token(KEY, token.rstrip(".")) for token in found]
+    assert len(result.links) == 6  # four distinct in the HTML, two more in the text
+    assert len(claims) == 7  # the HTML's five tracked anchors, the text's two URLs
+    for claim in claims:
+        assert claim is not None
+        assert claim.links_in_message == 6
+        assert result.links[claim.link_index] == claim.url
 
 
 def test_rewrite_changes_nothing_but_hrefs_and_pixel() -> None:

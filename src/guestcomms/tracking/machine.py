@@ -8,8 +8,9 @@ are tried (the first that matches gives the reason):
 Opens (``classify_open``)
 
 1. ``no-user-agent``: no or an empty ``User-Agent``. Every mail client sends one.
-2. ``known-network``: the IP is in a network the operator configured (``networks``); no
-   vendor ranges are built in, because none are published for this purpose.
+2. ``known-network``: the IP is in a network the operator configured (``networks``, from the
+   ``tracking_machine_networks`` setting); no vendor ranges are built in, because none are
+   published for this purpose.
 3. ``scanner-ua``: the user agent names a security gateway or an HTTP library, headless browser
    or crawler (``SCANNER_UA_TOKENS``, and a ``bot`` word: ``Googlebot/2.1`` but not the
    ``CUBOT`` phone brand).
@@ -31,7 +32,8 @@ Clicks (``classify_click``): rules 1, 2 and 3 as for opens, then
 * ``fast-click``: the click comes less than ``FAST_CLICK_SECONDS`` after sending; link
   scanners (Safe Links, URL Defense and the like) follow links as the message arrives;
 * ``all-links-clicked``: every tracked link of a message with at least
-  ``ALL_LINKS_MINIMUM`` links was clicked within ``CLICK_BURST_WINDOW_SECONDS``;
+  ``ALL_LINKS_MINIMUM`` links was clicked within ``CLICK_BURST_WINDOW_SECONDS`` (the count of
+  links rides in each click token; tokens made before it did leave this rule out);
 * ``click-burst``: ``CLICK_BURST_LINKS`` or more distinct links were clicked within
   ``CLICK_BURST_WINDOW_SECONDS``. People click one link, maybe two.
 

@@ -28,12 +28,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import structlog
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from guestcomms.tracking.machine import MachineVerdict
+from guestcomms.tracking.machine import MachineVerdict, Network
 from guestcomms.tracking.service import Hit, record_hits
 
 MAX_BATCH_HITS = 256  # hits per transaction; more wait for the next one
@@ -58,10 +59,15 @@ class HitRecorder:
     is disposed."""
 
     def __init__(
-        self, sessions: async_sessionmaker[AsyncSession], *, max_batch: int = MAX_BATCH_HITS
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        *,
+        max_batch: int = MAX_BATCH_HITS,
+        networks: Sequence[Network] = (),
     ) -> None:
         self._sessions = sessions
         self._max_batch = max_batch
+        self._networks = tuple(networks)  # hits from these are machines' (machine.py)
         self._queue: deque[_Waiting] = deque()
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
@@ -117,7 +123,9 @@ class HitRecorder:
         was then retried alone, on fresh sessions, and answered)."""
         try:
             async with session.begin():
-                verdicts = await record_hits(session, [waiting.hit for waiting in batch])
+                verdicts = await record_hits(
+                    session, [waiting.hit for waiting in batch], networks=self._networks
+                )
         except Exception as error:  # handed to the waiting routes, which raise it
             log.warning("tracking.batch_failed", hits=len(batch), error=repr(error))
             for waiting in batch:
@@ -132,7 +140,7 @@ class HitRecorder:
         if error is None:
             try:
                 async with self._sessions() as session, session.begin():
-                    [verdict] = await record_hits(session, [waiting.hit])
+                    [verdict] = await record_hits(session, [waiting.hit], networks=self._networks)
             except Exception as failed:  # raised again in the route
                 error = failed
             else:

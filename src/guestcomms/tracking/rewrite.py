@@ -19,7 +19,9 @@ browser would have followed: character references decoded as in an attribute val
 stripped, tabs and newlines dropped, and characters not allowed in a URL percent-encoded.
 
 Links are numbered in order of first appearance, HTML part first: one index per distinct URL,
-so the same URL in the HTML and the text part (or twice in one part) shares its index.
+so the same URL in the HTML and the text part (or twice in one part) shares its index. Every
+click token also carries the number of distinct links (the machine rule ``all-links-clicked``
+needs it), so both parts are scanned before any redirect is made.
 """
 
 from __future__ import annotations
@@ -125,7 +127,11 @@ def decode_attribute(value: str) -> str:
 
 
 class _Links:
-    """Numbers distinct URLs and makes their redirect URLs, for one delivery."""
+    """Numbers distinct URLs, then makes their redirect URLs, for one delivery.
+
+    Two steps, because every click token carries the number of links in the message: the
+    parts are scanned first (``number``), and the redirects made once all are known (``url``).
+    """
 
     def __init__(
         self,
@@ -145,8 +151,8 @@ class _Links:
         self.urls: list[str] = []
         self._index: dict[str, int] = {}
 
-    def redirect(self, raw: str) -> str | None:
-        """The tracking URL replacing ``raw`` (already entity-decoded), or ``None``."""
+    def number(self, raw: str) -> int | None:
+        """The link index of ``raw`` (already entity-decoded), or ``None`` if left alone."""
         url = browser_url(raw)
         if url is None or url.startswith(self._own) or (self._exclude and self._exclude(url)):
             return None
@@ -154,14 +160,43 @@ class _Links:
         if index is None:
             index = self._index[url] = len(self.urls)
             self.urls.append(url)
+        return index
+
+    def url(self, index: int) -> str:
+        """The redirect URL of link ``index``; call once every link is numbered."""
         token = make_click_token(
             self._key,
             organization_id=self._organization_id,
             delivery_id=self._delivery_id,
             link_index=index,
-            url=url,
+            url=self.urls[index],
+            links_in_message=len(self.urls),
         )
         return click_url(self._base, token)
+
+
+@dataclass(frozen=True, slots=True)
+class _Edit:
+    """Replace ``source[start:end]`` with ``text``, or with link ``link``'s redirect URL (as
+    an ``href`` attribute when ``href``)."""
+
+    start: int
+    end: int
+    text: str = ""
+    link: int | None = None
+    href: bool = False
+
+    def replacement(self, links: _Links | None) -> str:
+        if self.link is None or links is None:
+            return self.text
+        url = links.url(self.link)
+        return f'href="{html_lib.escape(url)}"' if self.href else url
+
+
+def _apply(source: str, edits: list[_Edit], links: _Links | None) -> str:
+    for edit in sorted(edits, key=lambda e: (e.start, e.end), reverse=True):
+        source = source[: edit.start] + edit.replacement(links) + source[edit.end :]
+    return source
 
 
 class _Scan(HTMLParser):
@@ -192,8 +227,8 @@ class _Scan(HTMLParser):
             self.body_end = self._offset()
 
 
-def _href_edit(tag: str, links: _Links) -> tuple[int, int, str] | None:
-    """The span of the first ``href`` attribute in ``tag`` and its tracked replacement."""
+def _href_edit(tag: str, offset: int, links: _Links) -> _Edit | None:
+    """The edit of the first ``href`` attribute of ``tag`` (at ``offset`` in the source)."""
     start = _TAG_NAME.match(tag)
     position = start.end() if start else len(tag)
     while (match := _ATTRIBUTE.match(tag, position)) and match.end() > position:
@@ -205,34 +240,34 @@ def _href_edit(tag: str, links: _Links) -> tuple[int, int, str] | None:
             return None
         if value[0] in "\"'":
             value = value[1:-1]
-        target = links.redirect(decode_attribute(value))
-        if target is None:
+        index = links.number(decode_attribute(value))
+        if index is None:
             return None
-        return match.start("name"), match.end(), f'href="{html_lib.escape(target)}"'
+        return _Edit(offset + match.start("name"), offset + match.end(), link=index, href=True)
     return None
 
 
-def _rewrite_html(source: str, *, links: _Links | None, pixel_url: str | None, base: str) -> str:
+def _html_edits(
+    source: str, *, links: _Links | None, pixel_url: str | None, base: str
+) -> list[_Edit]:
     scan = _Scan(source, pixel_prefix=f"{base}{OPEN_PATH}")
     scan.feed(source)
     scan.close()
-    edits: list[tuple[int, int, str]] = []
+    edits: list[_Edit] = []
     for offset, tag in scan.anchors:
         # The tag's text is checked against the source so an offset can never be misapplied.
         if links is None or not source.startswith(tag, offset):
             continue
-        if edit := _href_edit(tag, links):
-            edits.append((offset + edit[0], offset + edit[1], edit[2]))
+        if edit := _href_edit(tag, offset, links):
+            edits.append(edit)
     if pixel_url and not scan.has_pixel:
         pixel = (
             f'<img src="{html_lib.escape(pixel_url)}" width="1" height="1" alt=""'
             ' style="display:none">'
         )
         at = scan.body_end if scan.body_end is not None else len(source)
-        edits.append((at, at, pixel))
-    for start, end, replacement in sorted(edits, reverse=True):
-        source = source[:start] + replacement + source[end:]
-    return source
+        edits.append(_Edit(at, at, pixel))
+    return edits
 
 
 def _trim_text_url(url: str) -> str:
@@ -247,13 +282,14 @@ def _trim_text_url(url: str) -> str:
     return url
 
 
-def _rewrite_text(source: str, links: _Links) -> str:
-    def replace(match: re.Match[str]) -> str:
+def _text_edits(source: str, links: _Links) -> list[_Edit]:
+    edits: list[_Edit] = []
+    for match in _TEXT_URL.finditer(source):
         url = _trim_text_url(match.group())
-        target = links.redirect(url)
-        return match.group() if target is None else target + match.group()[len(url) :]
-
-    return _TEXT_URL.sub(replace, source)
+        index = links.number(url)
+        if index is not None:
+            edits.append(_Edit(match.start(), match.start() + len(url), link=index))
+    return edits
 
 
 def rewrite_for_tracking(
@@ -287,8 +323,14 @@ def rewrite_for_tracking(
     if track_opens:
         token = make_open_token(key, organization_id=organization_id, delivery_id=delivery_id)
         pixel_url = open_pixel_url(base_url, token)
+    # every link is numbered, HTML part first, before any redirect is made (``_Links``)
+    html_edits = text_edits = None
     if html is not None and (links or pixel_url):
-        html = _rewrite_html(html, links=links, pixel_url=pixel_url, base=base_url.rstrip("/"))
+        html_edits = _html_edits(html, links=links, pixel_url=pixel_url, base=base_url.rstrip("/"))
     if text is not None and links:
-        text = _rewrite_text(text, links)
+        text_edits = _text_edits(text, links)
+    if html is not None and html_edits is not None:
+        html = _apply(html, html_edits, links)
+    if text is not None and text_edits is not None:
+        text = _apply(text, text_edits, links)
     return TrackedContent(html=html, text=text, links=tuple(links.urls) if links else ())

@@ -25,6 +25,7 @@ from guestcomms.domain.ids import new_id
 from guestcomms.tracking.machine import (
     CLICK_BURST_WINDOW_SECONDS,
     MachineVerdict,
+    Network,
     classify_click,
     classify_open,
 )
@@ -89,13 +90,16 @@ def _row(hit: Hit, verdict: MachineVerdict) -> dict[str, Any]:
     }
 
 
-async def record_hits(session: AsyncSession, hits: Sequence[Hit]) -> list[MachineVerdict | None]:
+async def record_hits(
+    session: AsyncSession, hits: Sequence[Hit], *, networks: Sequence[Network] = ()
+) -> list[MachineVerdict | None]:
     """Store every hit of ``hits`` whose delivery exists in its organization; return, in the
     same order, the verdict stored for each, or ``None`` for a hit not stored.
 
     A click's burst count is the distinct links of its delivery clicked within
     ``CLICK_BURST_WINDOW_SECONDS`` before it, itself included; the number of links in the
-    message is not known here, so ``all-links-clicked`` does not apply (``click-burst`` does).
+    message comes with the click's token (``all-links-clicked``). A hit from one of
+    ``networks`` (the operator's ``tracking_machine_networks``) is a machine's.
     """
     repo = HitRepository(session)
     deliveries = await repo.deliveries({hit.key for hit in hits})
@@ -126,11 +130,16 @@ async def record_hits(session: AsyncSession, hits: Sequence[Hit]) -> list[Machin
                 ip=hit.visitor.ip,
                 seconds_since_send=since_send,
                 clicks_in_window=len(links | {claim.link_index}),
+                links_in_message=claim.links_in_message,
+                networks=networks,
             )
             seen[hit.key].append((claim.link_index, hit.at))
         else:
             verdict = classify_open(
-                user_agent=hit.visitor.user_agent, ip=hit.visitor.ip, seconds_since_send=since_send
+                user_agent=hit.visitor.user_agent,
+                ip=hit.visitor.ip,
+                seconds_since_send=since_send,
+                networks=networks,
             )
         verdicts.append(verdict)
         rows.append(_row(hit, verdict))

@@ -5,8 +5,14 @@ key derived from ``secret_key`` under its own context string, written as
 ``<base64url payload>.<base64url mac>``. The payload is binary to keep links short::
 
     open:  kind=0x01 | organization (16 bytes) | delivery (16 bytes)
-    click: kind=0x02 | organization (16 bytes) | delivery (16 bytes)
-           | link index (uint16, big-endian) | URL (UTF-8)
+    click: kind=0x03 | organization (16 bytes) | delivery (16 bytes)
+           | link index (uint16, big-endian) | links in the message (uint16) | URL (UTF-8)
+
+The number of tracked links in the delivery's message rides in each click token, so the
+``all-links-clicked`` machine rule (``tracking/machine.py``) can tell a scanner that followed
+every link from a guest who followed two of ten, without storing a count per delivery. Click
+tokens of kind 0x02, made before the count was added (the same layout without it), still read,
+with the count unknown: tokens in emails already sent keep working.
 
 The kind byte is under the MAC, so an open token never reads as a click token and back. The
 click URL is under the MAC too: a redirect can only go to a URL that our server put into that
@@ -35,14 +41,15 @@ from guestcomms.config import Settings
 
 _KEY_CONTEXT = b"guestcomms.tracking.v1"
 _KIND_OPEN = 0x01
-_KIND_CLICK = 0x02
+_KIND_CLICK_UNCOUNTED = 0x02  # before the link count: read, no longer made
+_KIND_CLICK = 0x03
 _UUID_BYTES = 16
 _OPEN_PAYLOAD_BYTES = 1 + 2 * _UUID_BYTES
 _INDEX_BYTES = 2  # uint16: at most 65,536 distinct links in one message
 MAX_LINK_INDEX = 2 ** (8 * _INDEX_BYTES) - 1
 MAC_BYTES = 16  # HMAC-SHA256 truncated to 128 bits
 MAX_URL_BYTES = 2048  # longer URLs are left untracked: the token would be an unwieldy link
-MAX_TOKEN_CHARS = 4 * (1 + _OPEN_PAYLOAD_BYTES + _INDEX_BYTES + MAX_URL_BYTES + MAC_BYTES) // 3 + 8
+MAX_TOKEN_CHARS = 4 * (_OPEN_PAYLOAD_BYTES + 2 * _INDEX_BYTES + MAX_URL_BYTES + MAC_BYTES) // 3 + 8
 _B64URL = re.compile(r"[A-Za-z0-9_-]*")
 # An absolute URL we redirect to: printable ASCII only (no space, no control characters), so it
 # can go into a Location header as is; checked again on the way back in, after the MAC.
@@ -59,12 +66,14 @@ class OpenClaim:
 
 @dataclass(frozen=True, slots=True)
 class ClickClaim:
-    """What a click token was made for: the link's index in the message and its target URL."""
+    """What a click token was made for: the link's index in the message, its target URL and
+    how many tracked links the message has (``None`` in tokens made before it was carried)."""
 
     organization_id: uuid.UUID
     delivery_id: uuid.UUID
     link_index: int
     url: str
+    links_in_message: int | None = None
 
 
 def tracking_key(settings: Settings) -> bytes:
@@ -97,24 +106,31 @@ def make_click_token(
     delivery_id: uuid.UUID,
     link_index: int,
     url: str,
+    links_in_message: int,
 ) -> str:
-    """The signed click token of link ``link_index`` (target ``url``) in one delivery.
+    """The signed click token of link ``link_index`` (target ``url``) in one delivery whose
+    message has ``links_in_message`` tracked links.
 
     Raises ``ValueError`` if ``url`` is not redirectable (see ``is_redirectable``), is longer
-    than ``MAX_URL_BYTES``, or ``link_index`` is outside ``0..MAX_LINK_INDEX``.
+    than ``MAX_URL_BYTES``, or ``link_index`` is outside ``0..links_in_message - 1`` (and
+    ``links_in_message`` outside ``1..MAX_LINK_INDEX + 1``).
     """
     if not is_redirectable(url):
         raise ValueError("only absolute http(s) URLs in printable ASCII can be tracked")
     encoded = url.encode()
     if len(encoded) > MAX_URL_BYTES:
         raise ValueError(f"URL longer than {MAX_URL_BYTES} bytes")
-    if not 0 <= link_index <= MAX_LINK_INDEX:
-        raise ValueError(f"link index outside 0..{MAX_LINK_INDEX}")
+    if not 0 < links_in_message <= MAX_LINK_INDEX + 1:
+        raise ValueError(f"links in the message outside 1..{MAX_LINK_INDEX + 1}")
+    if not 0 <= link_index < links_in_message:
+        raise ValueError(f"link index outside 0..{links_in_message - 1}")
     payload = (
         bytes([_KIND_CLICK])
         + organization_id.bytes
         + delivery_id.bytes
         + link_index.to_bytes(_INDEX_BYTES, "big")
+        # stored as count - 1, so the largest index's message fits the same two bytes
+        + (links_in_message - 1).to_bytes(_INDEX_BYTES, "big")
         + encoded
     )
     return _sign(key, payload)
@@ -132,8 +148,12 @@ def read_open_token(key: bytes, token: str) -> OpenClaim | None:
 def read_click_token(key: bytes, token: str) -> ClickClaim | None:
     """The claim of a genuine click token to a redirectable URL; ``None`` for anything else."""
     payload = _verified_payload(key, token)
-    header = _OPEN_PAYLOAD_BYTES + _INDEX_BYTES
-    if payload is None or len(payload) <= header or payload[0] != _KIND_CLICK:
+    if payload is None or payload[0] not in (_KIND_CLICK, _KIND_CLICK_UNCOUNTED):
+        return None
+    counted = payload[0] == _KIND_CLICK
+    index_end = _OPEN_PAYLOAD_BYTES + _INDEX_BYTES
+    header = index_end + _INDEX_BYTES if counted else index_end
+    if len(payload) <= header:
         return None
     try:
         url = payload[header:].decode()
@@ -142,11 +162,16 @@ def read_click_token(key: bytes, token: str) -> ClickClaim | None:
     if not is_redirectable(url):
         return None
     organization_id, delivery_id = _uuids(payload)
+    link_index = int.from_bytes(payload[_OPEN_PAYLOAD_BYTES:index_end], "big")
+    links = int.from_bytes(payload[index_end:header], "big") + 1 if counted else None
+    if links is not None and link_index >= links:
+        return None  # signed, but never made so: no such link in its message
     return ClickClaim(
         organization_id=organization_id,
         delivery_id=delivery_id,
-        link_index=int.from_bytes(payload[_OPEN_PAYLOAD_BYTES:header], "big"),
+        link_index=link_index,
         url=url,
+        links_in_message=links,
     )
 
 
