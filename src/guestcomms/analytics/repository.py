@@ -171,14 +171,18 @@ def _raw_filters(window: Window, events: FromClause) -> list[Any]:
     return out
 
 
-async def raw_counters(session: AsyncSession, window: Window) -> dict[Key, Counters]:
-    """Counters of the delivery and tracking events in ``window``, by hour and dimensions."""
+async def raw_counters(
+    session: AsyncSession, window: Window, *, by: Sequence[str] = DIMENSIONS
+) -> dict[Key, Counters]:
+    """Counters of the delivery and tracking events in ``window``, by hour and the dimensions
+    ``by`` (all of them for the rollups; none for a query's tail, which wants hours only)."""
     out: dict[Key, Counters] = {}
     if window.deliveries == ():
         return out
-    for key, figure, count in await _delivery_rows(session, window):
+    dims = [_RAW_DIMENSIONS[name] for name in by]
+    for key, figure, count in await _delivery_rows(session, window, dims):
         out.setdefault(key, Counters()).add({figure: count})
-    for key, values in await _tracking_rows(session, window):
+    for key, values in await _tracking_rows(session, window, dims):
         out.setdefault(key, Counters()).add(values)
     return out
 
@@ -206,8 +210,9 @@ def _touched(events: Table, window: Window, *, postgres: bool) -> list[ColumnEle
         if postgres:  # one array parameter, one statement to prepare whatever the count
             listed = bindparam("listed", list(window.deliveries), type_=ARRAY(Uuid()))
             out.append(events.c.delivery_id == any_(listed))
-        else:
-            out.append(events.c.delivery_id.in_(window.deliveries))
+        else:  # one expanding parameter: the ids are not each made a literal when built
+            listed = bindparam("listed", list(window.deliveries), expanding=True)
+            out.append(events.c.delivery_id.in_(listed))
         return out
     lo, hi = _id_bounds(window)
     if lo == ZERO_ID and hi is None:
@@ -226,7 +231,9 @@ def _rank(partition: Sequence[ColumnElement[Any]], events: Table) -> ColumnEleme
     return func.row_number().over(partition_by=partition, order_by=events.c.id)
 
 
-async def _delivery_rows(session: AsyncSession, window: Window) -> list[tuple[Key, str, int]]:
+async def _delivery_rows(
+    session: AsyncSession, window: Window, dims: Sequence[ColumnElement[Any]]
+) -> list[tuple[Key, str, int]]:
     # each delivery's events ranked per figure, then only the first of each counted: one
     # sort of the touched deliveries' events rather than a look-back per event
     e = cast(Table, DeliveryEvent.__table__)
@@ -245,7 +252,6 @@ async def _delivery_rows(session: AsyncSession, window: Window) -> list[tuple[Ke
         .subquery("f")
     )
     bucket = hour_bucket(ranked.c.created_at, postgres=postgres)
-    dims = list(_RAW_DIMENSIONS.values())
     stmt = (
         select(bucket, *dims, ranked.c.figure, func.count())
         .select_from(
@@ -292,11 +298,12 @@ def _tracking_join(ranked: FromClause) -> FromClause:
     ).join(_m, _m.c.id == _d.c.message_id)
 
 
-async def _tracking_rows(session: AsyncSession, window: Window) -> list[tuple[Key, dict[str, int]]]:
+async def _tracking_rows(
+    session: AsyncSession, window: Window, dims: Sequence[ColumnElement[Any]]
+) -> list[tuple[Key, dict[str, int]]]:
     r = _ranked_tracking(window, clicks_by_link=False, postgres=_is_postgres(session))
     first_human = case((and_(r.c.machine == false(), r.c.rank == 1), 1), else_=0)
     bucket = hour_bucket(r.c.created_at, postgres=_is_postgres(session))
-    dims = list(_RAW_DIMENSIONS.values())
     stmt = (
         select(bucket, *dims, r.c.kind, r.c.machine, func.count(), func.sum(first_human))
         .select_from(_tracking_join(r))
@@ -568,7 +575,7 @@ class AnalyticsRepository:
     async def tail(self, window: Window) -> dict[datetime, Counters]:
         """Counters by UTC hour of the raw events of ``window`` (``tail_window``)."""
         out: dict[datetime, Counters] = {}
-        for key, c in (await raw_counters(self._session, window)).items():
+        for key, c in (await raw_counters(self._session, window, by=())).items():
             out.setdefault(key[0], Counters()).add(c)
         return out
 
