@@ -24,7 +24,11 @@ from guestcomms.audit.recorder import record_cli
 from guestcomms.commands.audit import audit_app
 from guestcomms.commands.campaigns import campaign_app
 from guestcomms.commands.contacts import contacts_app
-from guestcomms.commands.data_keys import master_key, rotate_data_key_command
+from guestcomms.commands.data_keys import (
+    change_master_key_command,
+    master_key,
+    rotate_data_key_command,
+)
 from guestcomms.commands.dkim import dkim_app
 from guestcomms.commands.keys import keys_list, keys_revoke
 from guestcomms.commands.privacy import privacy_app
@@ -213,6 +217,7 @@ keys_app.command("list")(keys_list)
 keys_app.command("revoke")(keys_revoke)
 keys_app.command("master-key")(master_key)
 keys_app.command("rotate-data-key")(rotate_data_key_command)
+keys_app.command("change-master-key")(change_master_key_command)
 
 
 @providers_app.command("add")

@@ -82,3 +82,33 @@ async def test_master_key_and_rotate_data_key(db_url: str) -> None:
     )
     assert bad.returncode == 1
     assert "GUESTCOMMS_MASTER_KEY" in bad.stderr
+
+
+async def test_change_master_key(db_url: str) -> None:
+    """`keys change-master-key` refuses a malformed new key in one line; with a good one the
+    API reads the contacts under the new key, and the old key is refused, naming the cause."""
+    old = (await asyncio.to_thread(run_cli, "keys", "master-key", env={})).stdout.strip()
+    new = (await asyncio.to_thread(run_cli, "keys", "master-key", env={})).stdout.strip()
+    env = {"GUESTCOMMS_DATABASE_URL": db_url, "GUESTCOMMS_MASTER_KEY": old}
+    created = await asyncio.to_thread(run_cli, "keys", "create", "--org", "Ana", env=env)
+    key = created.stdout.strip()
+    async with running_app(make_settings(db_url, master_key=old)) as api, api.as_key(key) as c:
+        response = await c.post("/v1/contacts", json={"email": "rewrapped@cli.example"})
+        assert response.status_code == 201, response.text
+        contact = response.json()["id"]
+    malformed = await asyncio.to_thread(
+        run_cli, "keys", "change-master-key", env={**env, "GUESTCOMMS_NEW_MASTER_KEY": "nope"}
+    )
+    assert malformed.returncode == 1
+    assert malformed.stderr.strip().count("\n") == 0
+    assert "the new master key must decode to 32 bytes" in malformed.stderr
+    changed = await asyncio.to_thread(
+        run_cli, "keys", "change-master-key", env={**env, "GUESTCOMMS_NEW_MASTER_KEY": new}
+    )
+    assert changed.returncode == 0, changed.stderr
+    assert "1 data key(s) (k1) now wrapped under the new master key" in changed.stdout
+    async with running_app(make_settings(db_url, master_key=new)) as api, api.as_key(key) as c:
+        assert (await c.get(f"/v1/contacts/{contact}")).json()["email"] == "rewrapped@cli.example"
+    stale = await asyncio.to_thread(run_cli, "keys", "rotate-data-key", "--settle", "0", env=env)
+    assert stale.returncode == 1
+    assert "is not the key it was made with" in stale.stderr

@@ -10,11 +10,20 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import Text, cast, select, text
 from sqlalchemy.engine import make_url
 
-from guestcomms.db.engine import engine_for
-from guestcomms.security.encryption import encode_key, is_ciphertext, key_id_of, new_key
+from guestcomms.db.engine import create_engine, create_session_factory, engine_for
+from guestcomms.security.encryption import (
+    EncryptionError,
+    encode_key,
+    is_ciphertext,
+    key_id_of,
+    new_key,
+)
+from guestcomms.security.key_ring import fetch_ring
+from guestcomms.security.master_change import change_master_key
 from guestcomms.security.models import DataKey
 from guestcomms.security.rotation import encrypted_tables, rotate_data_key
 from tests.integration.test_privacy import ZELDA, Setup, org_setup, raw_dump, seed_zelda
@@ -233,3 +242,58 @@ async def test_switching_encryption_on_later_encrypts_the_plaintext_rows(
         assert {g["email"] for g in GUESTS} <= {c["email"] for c in listed}
         again = await setup.client.post("/v1/contacts/import", json=[GUESTS[1]])
         assert again.json()["created"] == 0
+
+
+async def _rewrap(database_url: str, old: bytes, new: bytes) -> list[str]:
+    """``change_master_key`` in one committed transaction of its own, as the CLI runs it."""
+    engine = create_engine(database_url)
+    try:
+        async with create_session_factory(engine)() as session, session.begin():
+            return await change_master_key(session, old, new)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("rotated", [False, True], ids=["k1-only", "after-a-rotation"])
+async def test_changing_the_master_key_rewraps_the_keys_and_rewrites_no_value(
+    database_url: str, rotated: bool
+) -> None:
+    """After ``change_master_key`` a process with the new master key reads every value, and
+    no stored value changed; the old key is then told it does not unwrap. A wrong current
+    key (though any key derives *a* k1), or the same key again, changes nothing. A rotation
+    afterwards works under the new key."""
+    async with org_setup(database_url, **encrypted()) as setup:
+        zelda = await seed(setup)
+        if rotated:
+            rotating = engine_for(setup.settings)
+            try:
+                await rotate_data_key(rotating, settle_seconds=0, batch_size=50)
+            finally:
+                await rotating.dispose()
+        before = await stored_ciphertexts(setup)
+        old = setup.settings.master_key_bytes
+    assert old is not None
+    new = new_key()
+    with pytest.raises(EncryptionError, match="is not the key it was made with"):
+        await _rewrap(database_url, new_key(), new)
+    with pytest.raises(ValueError, match="current one"):
+        await _rewrap(database_url, old, old)
+    assert await _rewrap(database_url, old, new) == (["k1", "k2"] if rotated else ["k1"])
+    with pytest.raises(EncryptionError, match="does not unwrap"):
+        await fetch_ring(database_url, old)
+    settings = {"master_key": encode_key(new), "data_key_refresh_seconds": REFRESH}
+    async with org_setup(database_url, template_name="after", **settings) as after:
+        assert await stored_ciphertexts(after) == before
+        export = await after.client.get(f"/v1/contacts/{zelda}/export")
+        assert export.json()["contact"]["phone"] == ZELDA["phone"]
+        listed = (await after.client.get("/v1/contacts?limit=100")).json()["items"]
+        assert {g["email"] for g in GUESTS} <= {c["email"] for c in listed}
+        rotating = engine_for(after.settings)
+        try:
+            report = await rotate_data_key(rotating, settle_seconds=0, batch_size=50)
+        finally:
+            await rotating.dispose()
+        assert report.key_id == ("k3" if rotated else "k2")
+        again = (await after.client.get("/v1/contacts?limit=100")).json()["items"]
+        assert sorted(c["email"] for c in again) == sorted(c["email"] for c in listed)
+        assert {key_id_of(v) for _, _, v in await stored_ciphertexts(after)} == {report.key_id}

@@ -1,5 +1,6 @@
-"""``guestcomms keys master-key`` and ``guestcomms keys rotate-data-key``: the keys of the
-encryption at rest of personal fields (docs/operations.md, "Encryption at rest")."""
+"""``guestcomms keys master-key``, ``keys rotate-data-key`` and ``keys change-master-key``:
+the keys of the encryption at rest of personal fields (docs/operations.md, "Encryption at
+rest")."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ from guestcomms.commands.support import (
     settings_or_exit,
 )
 from guestcomms.db.engine import engine_for
-from guestcomms.security.encryption import encode_key, new_key
+from guestcomms.security.encryption import encode_key, new_key, parse_master_key
+from guestcomms.security.master_change import change_master_key
 from guestcomms.security.rotation import RotationReport, rotate_data_key, rows_to_scan
 
 SETTLE_MARGIN_SECONDS = 2.0  # beyond the other processes' refresh interval
@@ -30,6 +32,58 @@ def master_key() -> None:
     Keep it outside the database (a secret manager); without it the encrypted fields cannot
     be read, and no one can recover them."""
     console.print(encode_key(new_key()), highlight=False, soft_wrap=True)
+
+
+def change_master_key_command(
+    new_master_key: Annotated[
+        str,
+        typer.Option(
+            "--new-master-key",
+            envvar="GUESTCOMMS_NEW_MASTER_KEY",
+            prompt="new master key",
+            hide_input=True,
+            show_default=False,
+            help="the new key (`guestcomms keys master-key` makes one); prefer the "
+            "GUESTCOMMS_NEW_MASTER_KEY variable or the prompt to the command line, which "
+            "shells keep in their history",
+        ),
+    ],
+) -> None:
+    """Wrap every data key under a new master key (GUESTCOMMS_MASTER_KEY holds the current
+    one). No encrypted value is rewritten; restart every process with the new key next."""
+    settings = settings_or_exit()
+    old = settings.master_key_bytes
+    if old is None:
+        raise fail(
+            "encryption at rest is off: GUESTCOMMS_MASTER_KEY must hold the current master key"
+        )
+    try:
+        new = parse_master_key(new_master_key)
+    except ValueError as e:
+        raise fail(f"the new master key {e}") from None
+    if new == old:
+        raise fail("the new master key is the current one: make one with `keys master-key`")
+
+    async def main() -> list[str]:
+        async with database_session(settings) as session:
+            rewrapped = await change_master_key(session, old, new)
+            await record_cli(
+                session,
+                organization_id=None,
+                action="keys.change-master-key",
+                target=None,
+                detail={"data_keys": rewrapped},
+            )
+            return rewrapped
+
+    rewrapped = run_async(main)
+    console.print(
+        f"{len(rewrapped)} data key(s) ({', '.join(rewrapped)}) now wrapped under the new "
+        "master key. Set GUESTCOMMS_MASTER_KEY to it on every process and restart them, "
+        "before any `keys rotate-data-key`; keep the old key as long as backups taken "
+        "before now are kept.",
+        highlight=False,
+    )
 
 
 def rotate_data_key_command(

@@ -44,7 +44,8 @@ ACTIVE = "active"
 RETIRED = "retired"
 # the first data key is derived from the master key, not stored: a database gets encrypted
 # values without any write to create a key (a write here could wait on the very transaction
-# that is encrypting); rotations add random keys, stored wrapped
+# that is encrypting); rotations add random keys, stored wrapped; a change of master key
+# (``rewrap_keys``) stores k1 wrapped too, since the new master key does not derive it
 FIRST_KEY_ID = "k1"
 
 
@@ -81,6 +82,35 @@ async def add_active_key(session: AsyncSession, master: bytes) -> str:
     session.add(DataKey(key_id=key_id, wrapped=wrap_key(master, key_id, new_key()), state=ACTIVE))
     await session.flush()
     return key_id
+
+
+async def rewrap_keys(session: AsyncSession, old: bytes, new: bytes) -> list[str]:
+    """Wrap every data key under the master key ``new`` instead of ``old`` (flushed, not
+    committed); return their ids. No encrypted value changes: the data keys stay the same.
+
+    ``k1``, derived from ``old`` until now, is stored wrapped like the others (``read_ring``
+    prefers a stored key to the derived one), so nothing depends on ``old`` any more. Raises
+    ``EncryptionError`` if ``old`` is not the key the data keys were wrapped with, and
+    ``ValueError`` if ``new`` is ``old``. Before returning it reads the ring back under
+    ``new`` and checks it is the same, so a commit never leaves a key that does not unwrap."""
+    if new == old:
+        raise ValueError("the new master key is the current one")
+    stmt = select(DataKey)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()  # a second change at once waits, then fails to unwrap
+    rows = {row.key_id: row for row in (await session.scalars(stmt)).all()}
+    ring = await read_ring(session, old)
+    for key_id, key in ring.keys.items():
+        row = rows.get(key_id)
+        if row is None:  # k1 before any rotation: the active key, never stored
+            session.add(DataKey(key_id=key_id, wrapped=wrap_key(new, key_id, key), state=ACTIVE))
+        else:
+            row.wrapped = wrap_key(new, key_id, key)
+    await session.flush()
+    again = await read_ring(session, new)
+    if dict(again.keys) != dict(ring.keys) or again.active != ring.active:
+        raise EncryptionError("the re-wrapped keys do not read back the same; nothing changed")
+    return sorted(ring.keys, key=key_number)
 
 
 async def fetch_ring(database_url: str, master: bytes) -> KeyRing:
