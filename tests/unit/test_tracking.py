@@ -145,6 +145,14 @@ def test_a_link_index_outside_its_message_is_not_signed(index: int, links: int) 
         _click_token(index=index, links=links)
 
 
+@pytest.mark.parametrize("payload", [b"", b"\x02", b"\x03" + bytes(36), b"\x03" + bytes(37)])
+def test_signed_payloads_too_short_for_their_kind_read_as_none(payload: bytes) -> None:
+    """Correctly signed but truncated payloads (none of ours) never raise and never read."""
+    token = tokens._sign(KEY, payload)
+    assert read_click_token(KEY, token) is None
+    assert read_open_token(KEY, token) is None
+
+
 def test_a_signed_index_past_the_count_is_refused_on_read() -> None:
     """A correctly signed payload whose index is not below its count was never made: None."""
 

@@ -148,7 +148,7 @@ def read_open_token(key: bytes, token: str) -> OpenClaim | None:
 def read_click_token(key: bytes, token: str) -> ClickClaim | None:
     """The claim of a genuine click token to a redirectable URL; ``None`` for anything else."""
     payload = _verified_payload(key, token)
-    if payload is None or payload[0] not in (_KIND_CLICK, _KIND_CLICK_UNCOUNTED):
+    if not payload or payload[0] not in (_KIND_CLICK, _KIND_CLICK_UNCOUNTED):
         return None
     counted = payload[0] == _KIND_CLICK
     index_end = _OPEN_PAYLOAD_BYTES + _INDEX_BYTES
