@@ -232,7 +232,7 @@ async def _insert_only(
                     now=datetime.now(UTC),
                 ),
                 slots=slots,
-                rows=[(c, 0, None) for c in contacts],
+                rows=[(c, 0, None, None) for c in contacts],
             )
     return rows / (time.perf_counter() - started)
 
