@@ -11,7 +11,11 @@ from zoneinfo import ZoneInfo
 from bench.analytics import START, History, scope_params, seed_history
 from sqlalchemy import func, select
 
-from guestcomms.analytics.models import AnalyticsChannelRollup, AnalyticsRollup
+from guestcomms.analytics.models import (
+    AnalyticsChannelRollup,
+    AnalyticsRollup,
+    AnalyticsScopeRollup,
+)
 from guestcomms.analytics.repository import DIMENSIONS
 from guestcomms.analytics.rollup import roll_up
 from guestcomms.db.engine import create_engine, create_session_factory
@@ -132,13 +136,13 @@ async def _check(client: Any, history: History, query: dict[str, str]) -> None:
 
 
 async def _rows_per_key_and_hour(sessions: Any) -> set[int]:
-    """How many rollup rows each key has in each hour, in both rollup tables (the job
+    """How many rollup rows each key has in each hour, in every rollup table (the job
     merges into one)."""
     counts: set[int] = set()
-    coarse = AnalyticsChannelRollup.__table__
     for table, names in (
         (AnalyticsRollup.__table__, DIMENSIONS),
-        (coarse, ("organization_id", "channel", "provider")),
+        (AnalyticsChannelRollup.__table__, ("organization_id", "channel", "provider")),
+        (AnalyticsScopeRollup.__table__, ("organization_id", "scope", "scope_id")),
     ):
         keys = [table.c.bucket, *(table.c[name] for name in names)]
         async with sessions() as session:

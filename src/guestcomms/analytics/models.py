@@ -109,6 +109,34 @@ class AnalyticsChannelRollup(RollupCounters, Base):
     provider: Mapped[str | None] = mapped_column(String(50), default=None)
 
 
+class AnalyticsScopeRollup(RollupCounters, Base):
+    """The same counters per campaign, event or template version and UTC hour: what those
+    scopes read. A campaign of many messages (or an event of many campaigns, a template
+    version sent in many messages) has one row an hour here, where ``analytics_rollups``
+    has one per message, channel and provider. ``scope`` names the dimension
+    (``campaign_id``, ``event_id``, ``template_version_id``), ``scope_id`` its value."""
+
+    __tablename__ = "analytics_scope_rollups"
+    __table_args__ = (
+        # a report's read, covering (as the others)
+        Index(
+            "ix_analytics_scope_rollups_scope",
+            "scope_id",
+            "bucket",
+            "organization_id",
+            "scope",
+            *COUNTER_NAMES,
+        ),
+        # the rollup job's read of the rows it adds to
+        Index("ix_analytics_scope_rollups_org_bucket", "organization_id", "bucket"),
+    )
+
+    organization_id: Mapped[uuid.UUID]
+    bucket: Mapped[datetime]
+    scope: Mapped[str] = mapped_column(String(20))
+    scope_id: Mapped[uuid.UUID]
+
+
 class AnalyticsLinkRollup(Base):
     """Human clicks on one link of one message in one UTC hour (appended like the above)."""
 

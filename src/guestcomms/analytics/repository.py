@@ -38,6 +38,7 @@ from guestcomms.analytics.models import (
     AnalyticsChannelRollup,
     AnalyticsLinkRollup,
     AnalyticsRollup,
+    AnalyticsScopeRollup,
     AnalyticsWatermark,
 )
 from guestcomms.campaigns.models import Campaign
@@ -77,6 +78,7 @@ _m = cast(Table, Message.__table__)
 _r = cast(Table, AnalyticsRollup.__table__)
 _l = cast(Table, AnalyticsLinkRollup.__table__)
 _c = cast(Table, AnalyticsChannelRollup.__table__)
+_s = cast(Table, AnalyticsScopeRollup.__table__)
 
 # The dimensions of a rollup row, in key order, and where a raw row finds each.
 DIMENSIONS = (
@@ -101,6 +103,9 @@ _RAW_DIMENSIONS: dict[str, ColumnElement[Any]] = {
 _LINK_DIMENSIONS = ("organization_id", "message_id", "campaign_id", "link_index")
 _CHANNEL_DIMENSIONS = ("organization_id", "channel", "provider")
 _COARSE_SCOPES = (None, "channel", "provider")  # the scopes the channel rollups answer
+_SCOPE_DIMENSIONS = ("organization_id", "scope", "scope_id")
+# the scopes the scope rollups answer (a message's own rows are few: it reads its own)
+SCOPED = ("campaign_id", "event_id", "template_version_id")
 Key = tuple[Any, ...]  # (bucket, *DIMENSIONS)
 LinkKey = tuple[Any, ...]  # (bucket, organization_id, message_id, campaign_id, link_index)
 
@@ -430,15 +435,20 @@ class RollupRepository:
             buckets,
         )
         coarse: dict[Key, Counters] = {}
+        scoped: dict[Key, Counters] = {}
         for key, c in counters.items():
-            bucket, organization, *_, channel, provider = key
+            bucket, organization, _message, campaign, event, version, channel, provider = key
             coarse.setdefault((bucket, organization, channel, provider), Counters()).add(c)
-        await self._merge(
-            _c,
-            _CHANNEL_DIMENSIONS,
-            {key: c.as_dict() for key, c in coarse.items()},
-            buckets,
-        )
+            for scope, value in zip(SCOPED, (campaign, event, version), strict=True):
+                if value is not None:
+                    scoped.setdefault((bucket, organization, scope, value), Counters()).add(c)
+        for table, dimensions, summed in (
+            (_c, _CHANNEL_DIMENSIONS, coarse),
+            (_s, _SCOPE_DIMENSIONS, scoped),
+        ):
+            await self._merge(
+                table, dimensions, {key: c.as_dict() for key, c in summed.items()}, buckets
+            )
         await self._merge(
             _l,
             _LINK_DIMENSIONS,
@@ -521,16 +531,21 @@ class AnalyticsRepository:
     async def rolled_up(
         self, scope: Scope, *, since: datetime, until: datetime
     ) -> dict[datetime, Counters]:
-        """The rollups' counters by UTC hour in ``[since, until)``."""
-        table = _c if scope.kind in _COARSE_SCOPES else _r
-        columns = {column.name: column for column in table.c}
+        """The rollups' counters by UTC hour in ``[since, until)``, from the smallest table
+        that holds the scope."""
+        if scope.kind in _COARSE_SCOPES:
+            table, where = _c, scope.where({n: _c.c[n] for n in ("channel", "provider")})
+        elif scope.kind in SCOPED:
+            table, where = _s, [_s.c.scope == scope.kind, _s.c.scope_id == scope.value]
+        else:
+            table, where = _r, scope.where({column.name: column for column in _r.c})
         stmt = (
             select(table.c.bucket, *(func.sum(table.c[n]) for n in COUNTER_NAMES))
             .where(
                 table.c.organization_id == self._org,
                 table.c.bucket >= since,
                 table.c.bucket < until,
-                *scope.where(columns),
+                *where,
             )
             .group_by(table.c.bucket)
         )

@@ -6,6 +6,7 @@ from guestcomms.analytics.models import (
     AnalyticsChannelRollup,
     AnalyticsLinkRollup,
     AnalyticsRollup,
+    AnalyticsScopeRollup,
     AnalyticsWatermark,
 )
 from guestcomms.audiences.models import Audience
@@ -30,6 +31,7 @@ __all__ = [
     "AnalyticsChannelRollup",
     "AnalyticsLinkRollup",
     "AnalyticsRollup",
+    "AnalyticsScopeRollup",
     "AnalyticsWatermark",
     "ApiKey",
     "Audience",
