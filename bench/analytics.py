@@ -23,11 +23,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 import asyncpg
 from rich.table import Table
+from sqlalchemy import Table as SqlTable
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -247,8 +248,8 @@ async def seed_history(
         delivery_id = uuid7_at(sent_at - timedelta(seconds=1), rng)
         blocked_or_failed = len(history.events)
         _outcomes(history, delivery_id, channel, sent_at, rng)
-        first = history.events[blocked_or_failed][1]
-        provider = None if first == "blocked" else rng.choice(PROVIDERS[channel])
+        outcome = history.events[blocked_or_failed][1]
+        provider = None if outcome == "blocked" else rng.choice(PROVIDERS[channel])
         history.deliveries[delivery_id] = (message.id, channel, provider)
         rows.append(
             {
@@ -292,11 +293,12 @@ async def seed_history(
         }
         for delivery_id, kind, machine, link, url, moment in history.tracking
     ]
-    for table, values in (
-        (Delivery.__table__, rows),
-        (DeliveryEvent.__table__, event_rows),
-        (TrackingEvent.__table__, tracking_rows),
-    ):
+    loads: list[tuple[SqlTable, Sequence[dict[str, Any]]]] = [
+        (cast(SqlTable, Delivery.__table__), rows),
+        (cast(SqlTable, DeliveryEvent.__table__), event_rows),
+        (cast(SqlTable, TrackingEvent.__table__), tracking_rows),
+    ]
+    for table, values in loads:
         for first in range(0, len(values), INSERT_CHUNK):
             async with sessions() as session, session.begin():
                 conn = await session.connection()

@@ -28,7 +28,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from rich.table import Table
 from sqlalchemy import insert
@@ -143,7 +143,7 @@ async def seed(store: Store, count: int) -> tuple[uuid.UUID, list[str], str]:
             template, _ = await TemplateService(TemplateRepository(session, org.id)).create(
                 TemplateCreate.model_validate(content.template_body())
             )
-        ids = [to_public(IdKind.CONTACT, r["id"]) for r in rows]
+        ids = [to_public(IdKind.CONTACT, cast(uuid.UUID, r["id"])) for r in rows]
         return org.id, ids, to_public(IdKind.TEMPLATE, template.id)
     finally:
         await engine.dispose()
@@ -189,10 +189,10 @@ async def fan_out(
         await engine.dispose()
 
 
-def _provider_classes() -> list[type[Provider]]:
+def _provider_classes() -> list[type[Provider[Any]]]:
     """Provider and every subclass that defines its own ``send_batch``."""
-    found: list[type[Provider]] = []
-    pending: list[type[Provider]] = [Provider]
+    found: list[type[Provider[Any]]] = []
+    pending: list[type[Provider[Any]]] = [cast(type[Provider[Any]], Provider)]
     while pending:
         cls = pending.pop()
         if "send_batch" in vars(cls):

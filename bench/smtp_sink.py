@@ -61,7 +61,7 @@ class _SinkProtocol(asyncio.Protocol):
         # uvloop's transports implement asyncio.Transport without subclassing it
         self._transport = cast(asyncio.Transport, transport)
         self._stats.connections += 1
-        transport.write(b"220 bench-sink ESMTP\r\n")
+        self._transport.write(b"220 bench-sink ESMTP\r\n")
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
