@@ -90,9 +90,10 @@ async def rewrap_keys(session: AsyncSession, old: bytes, new: bytes) -> list[str
 
     ``k1``, derived from ``old`` until now, is stored wrapped like the others (``read_ring``
     prefers a stored key to the derived one), so nothing depends on ``old`` any more. Raises
-    ``EncryptionError`` if ``old`` is not the key the data keys were wrapped with, and
-    ``ValueError`` if ``new`` is ``old``. Before returning it reads the ring back under
-    ``new`` and checks it is the same, so a commit never leaves a key that does not unwrap."""
+    ``EncryptionError`` if ``old`` does not unwrap the stored keys, and ``ValueError`` if
+    ``new`` is ``old``. A *derived* ``k1`` cannot tell a wrong ``old``: call
+    ``security.master_change.change_master_key``, which checks it first. Before returning
+    it reads the ring back under ``new`` and checks it is the same."""
     if new == old:
         raise ValueError("the new master key is the current one")
     stmt = select(DataKey)
